@@ -1,0 +1,81 @@
+"""Application factory: wires config, Redis, router, WeChat crypto and delivery queue.
+
+``create_app`` is what gunicorn imports (``gunicorn 'bot.app:create_app()'`` with
+``--preload`` so every worker shares the jieba dictionary loaded once). Per-app objects live
+in ``app.extensions["bot"]``, never in module globals.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from flask import Flask
+from wechatpy.crypto import WeChatCrypto
+
+from bot.config import data_dir, load_config
+from bot.outbound import Outbound, make_queue
+from flows.routing import Router
+from handlers.base import Directory
+from storage.connection import RedisHandle, connect
+from storage.keys import Keys
+from storage.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    config: dict[str, Any]
+    redis: RedisHandle
+    keys: Keys
+    store: Store
+    router: Router
+    directory: Directory
+    outbound: Outbound
+    crypto: WeChatCrypto | None
+    clock: Callable[[], float] = time.time
+
+
+def build_services(config: dict[str, Any], redis_handle: RedisHandle | None = None,
+                   router: Router | None = None, clock: Callable[[], float] = time.time) -> Services:
+    handle = redis_handle or connect(config["redis"]["url"], data_dir(config))
+    keys = Keys(config["redis"].get("namespace") or "med")
+    wechat = config["wechat"]
+    crypto = None
+    if wechat.get("encoding_aes_key"):
+        crypto = WeChatCrypto(wechat["token"], wechat["encoding_aes_key"], wechat["appid"])
+    return Services(
+        config=config,
+        redis=handle,
+        keys=keys,
+        store=Store(handle.data, keys, clock=clock),
+        router=router or Router.from_config(config),
+        directory=Directory(config.get("units") or [], config["routing"].get("fallback_unit", "")),
+        outbound=Outbound(make_queue(handle.raw, keys.outbound_queue())),
+        crypto=crypto,
+        clock=clock,
+    )
+
+
+def create_app(config: dict[str, Any] | str | None = None, services: Services | None = None) -> Flask:
+    """``config``: a loaded config dict, a YAML path, or None (BOT_CONFIG / defaults)."""
+    if services is None:
+        if not isinstance(config, dict):
+            config = load_config(config)
+        services = build_services(config)
+    app = Flask(__name__)
+    app.extensions["bot"] = services
+
+    from bot.webhook import bp as webhook_bp
+
+    app.register_blueprint(webhook_bp)
+
+    @app.get("/healthz")
+    def healthz():
+        services.redis.data.ping()
+        return {"ok": True}
+
+    return app

@@ -1,0 +1,98 @@
+"""Configuration: defaults in code, then a YAML file, then the environment.
+
+``BOT_CONFIG`` names the YAML file when no path is given; ``REDIS_URL`` overrides
+``redis.url``. The result is a plain nested dict; ``setting(config, "a.b", default)`` reads it.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bot import defaults
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULTS: dict[str, Any] = {
+    "wechat": {
+        "token": "",
+        "appid": "",
+        "secret": "",
+        "encoding_aes_key": "",
+        "api_base_url": defaults.API_BASE_URL,
+        "timeout": defaults.HTTP_TIMEOUT_SECONDS,
+    },
+    "redis": {"url": "", "namespace": defaults.REDIS_NAMESPACE},
+    "data_dir": "data",
+    "tickets": {"prefix": defaults.TICKET_PREFIX, "response_hours": defaults.RESPONSE_HOURS},
+    "webhook": {"max_body_bytes": defaults.MAX_BODY_BYTES},
+    "units": [],
+    "routing": {"fallback_unit": "consumer_rights", "categories": []},
+}
+
+
+class ConfigError(ValueError):
+    """The configuration cannot run the service; the message says which key and why."""
+
+
+def _merge(base: dict, override: dict) -> dict:
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> dict:
+    """Build the effective configuration. ``overrides`` (tests, demo) win over everything."""
+    config = copy.deepcopy(DEFAULTS)
+    path = path or os.environ.get("BOT_CONFIG")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                loaded = yaml.safe_load(fh) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        _merge(config, loaded)
+        config["_path"] = str(path)
+    if os.environ.get("REDIS_URL"):
+        config["redis"]["url"] = os.environ["REDIS_URL"]
+    if overrides:
+        _merge(config, copy.deepcopy(overrides))
+    _validate(config)
+    return config
+
+
+def _validate(config: dict) -> None:
+    unit_ids = {u.get("id") for u in config["units"]}
+    for category in config["routing"].get("categories", []):
+        if category.get("unit") not in unit_ids and unit_ids:
+            raise ConfigError(f"routing category {category.get('id')!r} names unknown unit {category.get('unit')!r}")
+    key = config["wechat"].get("encoding_aes_key") or ""
+    if key and len(key) != 43:
+        raise ConfigError("wechat.encoding_aes_key must be 43 characters (or empty for plain mode)")
+
+
+def setting(config: dict, dotted: str, default: Any = None) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def data_dir(config: dict) -> Path:
+    path = Path(config.get("data_dir") or "data")
+    if not path.is_absolute():
+        base = Path(config["_path"]).parent if config.get("_path") else Path.cwd()
+        path = base / path
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,173 @@
+"""Mediation: one ticket (工单) from submission to a signed settlement or a recorded termination.
+
+    submitted ──accept──► accepted ──join──► mediating ──propose──► proposal
+        │                    │                  ▲   │                 │  │
+        │                    │                  └───┼──── decline ────┘  │ agree (both said 同意)
+        └────────────────────┴──── terminate ───────┴──► terminated      ▼
+                                                                      settled
+                              settled | terminated ──rate──► closed
+
+Three parties act on it: the consumer, the merchant (joined by invitation code or QR scene)
+and a mediator (staff of the handling unit who took the ticket). Handlers fire triggers;
+they never assign ``state``. Pure: no Flask, no Redis.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from transitions import Machine, MachineError
+
+STATES = ["submitted", "accepted", "mediating", "proposal", "settled", "terminated", "closed"]
+OPEN_STATES = ["submitted", "accepted", "mediating", "proposal"]
+
+TRANSITIONS: list[dict[str, Any]] = [
+    {"trigger": "accept", "source": "submitted", "dest": "accepted"},
+    {"trigger": "invite", "source": ["accepted", "mediating"], "dest": None},  # internal: a code is issued
+    {"trigger": "join", "source": "accepted", "dest": "mediating"},
+    {"trigger": "propose", "source": "mediating", "dest": "proposal", "before": "set_proposal"},
+    {"trigger": "agree", "source": "proposal", "dest": "settled", "conditions": "all_agreed"},
+    {"trigger": "agree", "source": "proposal", "dest": None},  # one side agreed; wait for the other
+    {"trigger": "decline", "source": "proposal", "dest": "mediating", "before": "clear_proposal"},
+    {"trigger": "terminate", "source": OPEN_STATES, "dest": "terminated", "before": "set_termination"},
+    {"trigger": "rate", "source": ["settled", "terminated"], "dest": "closed", "before": "set_rating"},
+]
+
+MACHINE = Machine(
+    model=None, states=STATES, transitions=TRANSITIONS, initial=None, auto_transitions=False
+)
+
+# What to tell a person who tries a step the ticket's state does not allow.
+NOT_NOW = {
+    "accept": "该工单已被受理或已结束，无需再次受理。",
+    "invite": "只有已受理、尚在调解中的工单才能邀请商家。",
+    "join": "该调解已有商家加入或已经结束。",
+    "propose": "商家加入调解后才能提出调解方案；已有方案待答复时请等待双方答复。",
+    "agree": "目前没有待确认的调解方案。",
+    "decline": "目前没有待确认的调解方案。",
+    "terminate": "该工单已经结束，不能再终止。",
+    "rate": "调解结束后才能评价。",
+}
+
+# 终止调解 reasons, 办法 第二十三条 (DOMAIN.md §1.6); issue 4 makes staff pick one by code.
+TERMINATION_REASONS = {
+    "1": "投诉人撤回投诉或者双方自行和解",
+    "2": "一方当事人拒绝调解或者无正当理由不参加调解",
+    "3": "一方当事人表示无法达成调解协议",
+    "4": "双方就检测、鉴定费用无法达成一致",
+    "5": "自受理之日起六十日内未达成调解协议",
+    "6": "受理后发现存在不予受理情形",
+    "7": "当事人死亡或者终止",
+    "8": "其他应当终止的情形",
+}
+
+ROLE_LABELS = {"consumer": "消费者", "merchant": "商家", "mediator": "调解员", "system": "系统"}
+
+
+@dataclass(eq=False)  # identity equality: see STYLE.md, shared-machine pitfalls
+class Ticket:
+    no: str
+    state: str = "submitted"
+    consumer: str = ""  # openid
+    merchant: str = ""  # openid of the merchant's representative, once joined
+    mediator: str = ""  # openid of the staff member who took it
+    unit: str = ""
+    category: str = ""
+    keywords: list[str] = field(default_factory=list)
+    facts: str = ""
+    merchant_name: str = ""
+    demand: str = ""
+    phone: str = ""
+    photos: list[str] = field(default_factory=list)
+    created_at: float = 0.0
+    response_due: float = 0.0
+    accepted_at: float = 0.0
+    invite_code: str = ""
+    proposal: str = ""
+    agreed: list[str] = field(default_factory=list)  # roles that said 同意 to the current proposal
+    settled_at: float = 0.0
+    terminated_reason: str = ""
+    ended_at: float = 0.0
+    rating: int = 0
+    closed_at: float = 0.0
+
+    # --- conditions and callbacks named in TRANSITIONS ---------------------------------------
+    def all_agreed(self, **_: Any) -> bool:
+        return {"consumer", "merchant"} <= set(self.agreed)
+
+    def set_proposal(self, terms: str = "", **_: Any) -> None:
+        self.proposal = terms
+        self.agreed = []
+
+    def clear_proposal(self, **_: Any) -> None:
+        self.agreed = []
+
+    def set_termination(self, reason: str = "", at: float = 0.0, **_: Any) -> None:
+        self.terminated_reason = reason
+        self.ended_at = at
+
+    def set_rating(self, rating: int = 0, at: float = 0.0, **_: Any) -> None:
+        self.rating = rating
+        self.closed_at = at
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    def role_of(self, openid: str) -> str | None:
+        if openid and openid == self.consumer:
+            return "consumer"
+        if openid and openid == self.merchant:
+            return "merchant"
+        if openid and openid == self.mediator:
+            return "mediator"
+        return None
+
+    # --- persistence: flat string fields for a Redis hash ------------------------------------
+    def to_fields(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if isinstance(value, list):
+                out[name] = json.dumps(value, ensure_ascii=False)
+            else:
+                out[name] = str(value)
+        return out
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, str]) -> "Ticket":
+        kwargs: dict[str, Any] = {}
+        for name, spec in cls.__dataclass_fields__.items():
+            if name not in fields:
+                continue
+            raw = fields[name]
+            kind = spec.type if isinstance(spec.type, str) else getattr(spec.type, "__name__", "")
+            if kind.startswith("list"):
+                kwargs[name] = json.loads(raw) if raw else []
+            elif kind == "float":
+                kwargs[name] = float(raw or 0)
+            elif kind == "int":
+                kwargs[name] = int(float(raw or 0))
+            else:
+                kwargs[name] = raw
+        return cls(**kwargs)
+
+
+class NotAllowed(Exception):
+    """The ticket's state does not allow this step; ``str(exc)`` is the Chinese explanation."""
+
+
+def fire(ticket: Ticket, trigger: str, **kwargs: Any) -> bool:
+    """Run one trigger on the shared machine; raise NotAllowed with a readable reason."""
+    # Shared machine, no add_model: every callback is named in TRANSITIONS, so the event can
+    # run on a plain model (STYLE.md "C1", ~20 µs instead of ~150 µs per message).
+    try:
+        return bool(MACHINE.events[trigger].trigger(ticket, **kwargs))
+    except MachineError as exc:
+        raise NotAllowed(NOT_NOW.get(trigger, "当前阶段不能执行该操作。")) from exc
+
+
+def may(ticket: Ticket, trigger: str) -> bool:
+    return bool(MACHINE.get_transitions(trigger=trigger, source=ticket.state))

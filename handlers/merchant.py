@@ -1,0 +1,72 @@
+"""The merchant: joining by invitation code or QR scene, talking, answering the proposal."""
+
+from __future__ import annotations
+
+import re
+
+from flows.mediation import fire
+from handlers import texts
+from handlers.base import Context, Incoming
+from handlers.common import mask_phone, relay, ticket_session, vote
+from handlers.consumer import AGREE_WORDS, DECLINE_WORDS
+
+INVITE_RE = re.compile(r"^\s*(?:邀请码[:：\s]*)?(\d{6})\s*$")
+SCENE_PREFIX = "join:"
+
+
+def invite_code_in(text: str) -> str | None:
+    match = INVITE_RE.match(text or "")
+    return match.group(1) if match else None
+
+
+def scene_for(code: str) -> str:
+    """The QR scene string for an invitation (QR_STR_SCENE allows 1–64 characters)."""
+    return SCENE_PREFIX + code
+
+
+def code_from_scene(scene: str) -> str | None:
+    return scene[len(SCENE_PREFIX):] if scene and scene.startswith(SCENE_PREFIX) else None
+
+
+def join(ctx: Context, openid: str, code: str) -> str:
+    """Whoever presents a live invitation code joins that ticket as its merchant."""
+    no = ctx.store.resolve_invite(code)
+    if not no:
+        return texts.INVITE_UNKNOWN
+    with ticket_session(ctx, no) as (ticket, pipe):
+        if openid == ticket.consumer:
+            return "您是这件投诉的投诉人，不能以商家身份加入。"
+        if ticket.merchant == openid:
+            return f"您已在工单 {ticket.no} 的调解中，直接发消息即可。"
+        fire(ticket, "join")
+        ticket.merchant = openid
+        ctx.store.drop_invite(code, pipeline=pipe)
+        ctx.store.save_user(openid, {"merchant_of": ticket.no}, pipeline=pipe)
+        ctx.store.append_transcript(ticket.no, "system", "商家加入调解", pipeline=pipe, event="merchant_joined")
+        ctx.send(ticket.consumer, f"商家已加入工单 {ticket.no} 的调解，您可以直接发消息沟通。", ticket=ticket.no)
+        ctx.send(ticket.mediator, f"商家已加入工单 {ticket.no} 的调解。", ticket=ticket.no)
+        # Only what mediation needs: no openid, the phone masked (DOMAIN.md §2).
+        return (f"您已加入工单 {ticket.no} 的调解（市场监管局不见面调解）。\n"
+                f"【消费者反映】{ticket.facts[:300]}\n【消费者诉求】{ticket.demand}\n"
+                f"【联系电话】{mask_phone(ticket.phone)}\n"
+                "请直接回复消息，您的每条消息都会转给消费者和调解员。")
+
+
+def handle(ctx: Context, msg: Incoming, no: str) -> str | None:
+    """A message from someone who joined a ticket as merchant. None: no longer in one."""
+    text = msg.text.strip()
+    with ticket_session(ctx, no) as (ticket, pipe):
+        if ticket.merchant != msg.openid or not ticket.is_open:
+            ctx.store.save_user(msg.openid, {"merchant_of": ""}, pipeline=pipe)
+            return None
+        if msg.kind == "image":
+            relay(ctx, ticket, "merchant", "[发送了一张图片]", pipe)
+            return "图片已记录。"
+        if msg.kind != "text":
+            return texts.UNSUPPORTED
+        if ticket.state == "proposal" and text in AGREE_WORDS | DECLINE_WORDS:
+            return vote(ctx, ticket, "merchant", text in AGREE_WORDS, pipe)
+        if ticket.state in ("mediating", "proposal"):
+            relay(ctx, ticket, "merchant", text, pipe)
+            return ""
+        return "调解尚未开始，请等待调解员通知。"

@@ -1,0 +1,72 @@
+"""Every Redis key the service uses is built here, and only here.
+
+Format (``<ns>`` is the configurable namespace, default ``med``; tests use their own)::
+
+    <ns>:dedupe:<fingerprint>          STRING  reply cached for a WeChat re-delivery (TTL)
+    <ns>:user:<openid>                 HASH    who this person is right now (role, active ticket, intake)
+    <ns>:user:<openid>:lock            STRING  per-person lock (intake answers land in order)
+    <ns>:user:<openid>:tickets         LIST    ticket numbers this consumer opened, newest first
+    <ns>:ticket:<no>                   HASH    a ticket (工单): facts, routing, state, parties, clocks
+    <ns>:ticket:<no>:lock              STRING  per-ticket lock (one state change at a time)
+    <ns>:ticket:<no>:transcript        LIST    JSON lines: relayed messages and system events
+    <ns>:ticket:<no>:settlement        STRING  JSON settlement record (terms, parties, time, transcript)
+    <ns>:seq:ticket:<yyyymmdd>         STRING  daily ticket counter
+    <ns>:invite:<code>                 STRING  invitation code → ticket number (TTL)
+    <ns>:tickets:open                  ZSET    open tickets scored by response deadline
+    <ns>:wechat                        prefix  wechatpy session storage (access_token)
+    <ns>:wechat:token:lock             STRING  the single access_token refresher's lock
+    <ns>:outbound                      prefix  for RQ queue names (``<ns>:outbound``)
+
+The test in tests/test_keys.py pins these strings: change them only with a migration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    ns: str = "med"
+
+    def dedupe(self, fingerprint: str) -> str:
+        return f"{self.ns}:dedupe:{fingerprint}"
+
+    def user(self, openid: str) -> str:
+        return f"{self.ns}:user:{openid}"
+
+    def user_lock(self, openid: str) -> str:
+        return f"{self.ns}:user:{openid}:lock"
+
+    def user_tickets(self, openid: str) -> str:
+        return f"{self.ns}:user:{openid}:tickets"
+
+    def ticket(self, no: str) -> str:
+        return f"{self.ns}:ticket:{no}"
+
+    def ticket_lock(self, no: str) -> str:
+        return f"{self.ns}:ticket:{no}:lock"
+
+    def transcript(self, no: str) -> str:
+        return f"{self.ns}:ticket:{no}:transcript"
+
+    def settlement(self, no: str) -> str:
+        return f"{self.ns}:ticket:{no}:settlement"
+
+    def ticket_seq(self, yyyymmdd: str) -> str:
+        return f"{self.ns}:seq:ticket:{yyyymmdd}"
+
+    def invite(self, code: str) -> str:
+        return f"{self.ns}:invite:{code}"
+
+    def open_tickets(self) -> str:
+        return f"{self.ns}:tickets:open"
+
+    def wechat_session_prefix(self) -> str:
+        return f"{self.ns}:wechat"
+
+    def token_lock(self) -> str:
+        return f"{self.ns}:wechat:token:lock"
+
+    def outbound_queue(self) -> str:
+        return f"{self.ns}:outbound"

@@ -1,0 +1,152 @@
+"""The Redis repository: tickets, people, transcripts, invitations, delivery de-duplication.
+
+Every method is one round trip or one pipeline; writes that belong together take a
+``pipeline`` so a handler commits ticket, person and transcript in one MULTI/EXEC.
+Nothing here knows WeChat or Flask; flows' dataclasses go in and come out.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+import redis
+
+from bot import defaults
+from flows.mediation import Ticket
+from storage.keys import Keys
+
+CHINA = timezone(timedelta(hours=8))
+PENDING = "\x00pending"  # dedupe marker while the first delivery is still being handled
+
+
+class Store:
+    def __init__(self, r: redis.Redis, keys: Keys, clock: Callable[[], float] = time.time):
+        self.r = r
+        self.keys = keys
+        self.clock = clock
+
+    # --- WeChat re-delivery ------------------------------------------------------------------
+    def claim_delivery(self, fingerprint: str, ttl: int = defaults.DEDUPE_TTL_SECONDS) -> str | None:
+        """None when this delivery is new (and now claimed); else the reply cached for it
+        (``PENDING`` while the first delivery is still running)."""
+        key = self.keys.dedupe(fingerprint)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.set(key, PENDING, nx=True, ex=ttl)
+        pipe.get(key)
+        claimed, value = pipe.execute()
+        return None if claimed else value
+
+    def remember_reply(self, fingerprint: str, reply: str, ttl: int = defaults.DEDUPE_TTL_SECONDS,
+                       pipeline: Any = None) -> None:
+        (pipeline or self.r).set(self.keys.dedupe(fingerprint), reply, ex=ttl)
+
+    def forget_delivery(self, fingerprint: str) -> None:
+        """The handler failed: let WeChat's retry run it again instead of replaying nothing."""
+        self.r.delete(self.keys.dedupe(fingerprint))
+
+    # --- people ------------------------------------------------------------------------------
+    def load_user(self, openid: str) -> dict[str, str]:
+        return self.r.hgetall(self.keys.user(openid))
+
+    def save_user(self, openid: str, fields: dict[str, str], pipeline: Any = None) -> None:
+        target = pipeline or self.r
+        keep = {k: v for k, v in fields.items() if v not in (None, "")}
+        drop = [k for k, v in fields.items() if v in (None, "")]
+        if keep:
+            target.hset(self.keys.user(openid), mapping=keep)
+        if drop:
+            target.hdel(self.keys.user(openid), *drop)
+
+    def user_lock(self, openid: str) -> redis.lock.Lock:
+        return self.r.lock(self.keys.user_lock(openid), timeout=defaults.LOCK_TIMEOUT_SECONDS,
+                           blocking_timeout=defaults.LOCK_WAIT_SECONDS)
+
+    # --- tickets -----------------------------------------------------------------------------
+    def ticket_lock(self, no: str) -> redis.lock.Lock:
+        return self.r.lock(self.keys.ticket_lock(no), timeout=defaults.LOCK_TIMEOUT_SECONDS,
+                           blocking_timeout=defaults.LOCK_WAIT_SECONDS)
+
+    def next_ticket_no(self, prefix: str) -> str:
+        day = datetime.fromtimestamp(self.clock(), CHINA).strftime("%Y%m%d")
+        key = self.keys.ticket_seq(day)
+        pipe = self.r.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, 3 * 24 * 3600)
+        seq, _ = pipe.execute()
+        return f"{prefix}-{day}-{seq:04d}"
+
+    def load_ticket(self, no: str) -> Ticket | None:
+        fields = self.r.hgetall(self.keys.ticket(no))
+        return Ticket.from_fields(fields) if fields else None
+
+    def save_ticket(self, ticket: Ticket, pipeline: Any = None) -> None:
+        target = pipeline or self.r
+        target.hset(self.keys.ticket(ticket.no), mapping=ticket.to_fields())
+        if ticket.is_open:
+            target.zadd(self.keys.open_tickets(), {ticket.no: ticket.response_due})
+        else:
+            target.zrem(self.keys.open_tickets(), ticket.no)
+
+    def add_consumer_ticket(self, openid: str, no: str, pipeline: Any = None) -> None:
+        (pipeline or self.r).lpush(self.keys.user_tickets(openid), no)
+
+    def consumer_tickets(self, openid: str, limit: int = 10) -> list[Ticket]:
+        numbers = self.r.lrange(self.keys.user_tickets(openid), 0, limit - 1)
+        pipe = self.r.pipeline(transaction=False)
+        for no in numbers:
+            pipe.hgetall(self.keys.ticket(no))
+        return [Ticket.from_fields(f) for f in pipe.execute() if f]
+
+    def open_ticket_numbers(self) -> list[str]:
+        return self.r.zrange(self.keys.open_tickets(), 0, -1)
+
+    # --- transcript and settlement -------------------------------------------------------------
+    def append_transcript(self, no: str, role: str, text: str, pipeline: Any = None, **extra: Any) -> None:
+        entry = {"at": round(self.clock(), 3), "role": role, "text": text, **extra}
+        (pipeline or self.r).rpush(self.keys.transcript(no), json.dumps(entry, ensure_ascii=False))
+
+    def transcript(self, no: str) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.r.lrange(self.keys.transcript(no), 0, -1)]
+
+    def save_settlement(self, no: str, record: dict[str, Any], pipeline: Any = None) -> None:
+        (pipeline or self.r).set(self.keys.settlement(no), json.dumps(record, ensure_ascii=False))
+
+    def settlement(self, no: str) -> dict[str, Any] | None:
+        raw = self.r.get(self.keys.settlement(no))
+        return json.loads(raw) if raw else None
+
+    # --- invitations -------------------------------------------------------------------------
+    def create_invite(self, no: str, ttl: int = defaults.INVITE_TTL_SECONDS) -> str:
+        """A fresh 6-digit code that no other open invitation uses."""
+        for _ in range(20):
+            code = f"{secrets.randbelow(900000) + 100000}"
+            if self.r.set(self.keys.invite(code), no, nx=True, ex=ttl):
+                return code
+        raise RuntimeError("could not find a free invitation code")
+
+    def resolve_invite(self, code: str) -> str | None:
+        return self.r.get(self.keys.invite(code))
+
+    def drop_invite(self, code: str, pipeline: Any = None) -> None:
+        (pipeline or self.r).delete(self.keys.invite(code))
+
+    def pipeline(self) -> Any:
+        return self.r.pipeline(transaction=True)
+
+    def delete_namespace(self) -> int:
+        """Remove every key of this namespace (tests, and `bot demo` on a fresh run)."""
+        removed = 0
+        batch: list[str] = []
+        for key in self.r.scan_iter(match=f"{self.keys.ns}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                removed += self.r.delete(*batch)
+                batch = []
+        if batch:
+            removed += self.r.delete(*batch)
+        return removed
+
