@@ -5,14 +5,14 @@ Pure module (jieba + stdlib; PyYAML only inside :meth:`Router.from_yaml`).
 Build once, at import/boot time (gunicorn ``--preload`` then shares it with
 the workers), and call :meth:`Router.route` per message::
 
-    router = Router.from_yaml("routing.yaml")            # or:
+    router = Router.from_yaml("config.example.yaml")            # or:
     router = Router.from_config(cfg)                     # cfg has "routing" (+ "units")
     router = Router.from_table(categories, fallback_unit="consumer_rights",
                                min_score=1.0, min_margin=0.5, units=units)
     r = router.route("在稷下街道的超市买的牛奶过期了，要求退款")
     r.category, r.unit, r.hits, r.candidates, r.confident, r.station
 
-Table format (one dict per category, as loaded from YAML; see routing.yaml):
+Table format (one dict per category, as loaded from YAML; see config.example.yaml):
 ``id``, ``label``, ``unit``, ``keywords`` (list of words, weight 1.0 each, or
 mapping word → weight), optional ``urgent``, ``out_of_scope``, ``refer_to``
 and ``referrals`` ({agency text: [keywords]}).
@@ -25,6 +25,10 @@ tokenizer so that 七天无理由 / 霸王条款 / 缺斤短两 stay whole); key
 substrings. A match lying inside a longer matched keyword does not count
 (金融服务费 does not also score 服务费). Text and keywords are NFKC-folded and
 lower-cased. Highest score wins; ties go to the category listed first.
+``hits`` lists every matched keyword (whatever its category), in order of
+first appearance. One ``lcut`` (HMM off) per call plus one pass over the text
+for the long keywords: ≈0.3 ms for a 60-70 character message on a 2-core VM,
+three quarters of it inside jieba.
 ``confident`` = score ≥ min_score and lead over the runner-up ≥ min_margin.
 Nothing found → category None, unit = fallback unit, confident False.
 """
@@ -142,7 +146,7 @@ def _parse_category(raw: Mapping[str, Any]) -> Category:
 class Router:
     """Routes a complaint text to a category and unit. Build once; thread-safe to call.
 
-    ``categories``: the routing table (list of dicts as in routing.yaml, or
+    ``categories``: the routing table (list of dicts as in config.example.yaml, or
     :class:`Category` objects), in priority order for ties.
     ``units``: optional list of unit dicts (``id``, ``name``, ``kind``,
     ``areas``); when given, every unit id in the table is checked against it,
@@ -204,9 +208,16 @@ class Router:
         self._index: dict[str, tuple[tuple[int, float], ...]] = {
             k: tuple(v) for k, v in index.items()}
         self._display = display
-        # Longest first, so that the containment check sees long matches first.
-        self._long: tuple[str, ...] = tuple(sorted(
-            (k for k in index if len(k) >= substring_min_len), key=lambda k: (-len(k), k)))
+        # Substring-matched keywords, indexed by their first two characters so that
+        # one pass over the text finds them all (no loop over the whole table).
+        if substring_min_len < 2:
+            raise ValueError("substring_min_len must be >= 2")
+        by_prefix: dict[str, list[str]] = {}
+        for k in index:
+            if len(k) >= substring_min_len:
+                by_prefix.setdefault(k[:2], []).append(k)
+        self._long_by_prefix: dict[str, tuple[str, ...]] = {
+            p: tuple(v) for p, v in by_prefix.items()}
 
         # Own tokenizer (the global jieba.dt is left untouched).
         self._tok = jieba.Tokenizer()
@@ -214,7 +225,7 @@ class Router:
         for key in index:  # table order (dicts keep insertion order)
             if len(key) > 1:
                 self._tok.add_word(key)
-        self._tok.lcut("预热分词器，七天无理由退货")  # warm-up
+        self._tok.lcut("预热分词器，七天无理由退货", HMM=False)  # warm-up
 
     # ── construction helpers ────────────────────────────────────────────
     @classmethod
@@ -224,7 +235,7 @@ class Router:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> "Router":
-        """From a config dict with ``routing:`` (and optional ``units:``), as in routing.yaml."""
+        """From a config dict with ``routing:`` (and optional ``units:``), as in config.example.yaml."""
         routing = cfg.get("routing")
         if not isinstance(routing, Mapping):
             raise ValueError("config has no 'routing' mapping")
@@ -255,7 +266,7 @@ class Router:
 
     def tokens(self, text: str) -> list[str]:
         """The router's tokenization of (normalized) text; for debugging."""
-        return self._tok.lcut(normalize(text or ""))
+        return self._tok.lcut(normalize(text or ""), HMM=False)
 
     def _station(self, t: str) -> str | None:
         best: tuple[int, str] | None = None
@@ -269,57 +280,66 @@ class Router:
         t = normalize(text or "")
         index = self._index
 
-        # 1. candidate matches (start, end, key): jieba tokens, then long substrings.
-        found: dict[str, tuple[int, int]] = {}
+        # 1. occurrences (start, end, key): jieba tokens (HMM off: faster, and it never
+        #    helps a dictionary keyword), then long keywords as substrings.
+        occ: set[tuple[int, int, str]] = set()
         pos = 0
-        for tok in self._tok.lcut(t):
+        for tok in self._tok.lcut(t, HMM=False):
             end = pos + len(tok)
-            if tok in index and tok not in found:
-                found[tok] = (pos, end)
+            if tok in index:
+                occ.add((pos, end, tok))
             pos = end
-        for key in self._long:
-            if key not in found:
-                i = t.find(key)
-                if i != -1:
-                    found[key] = (i, i + len(key))
+        by_prefix = self._long_by_prefix
+        for i in range(len(t) - 2):
+            cands = by_prefix.get(t[i:i + 2])
+            if cands:
+                for key in cands:
+                    if t.startswith(key, i):
+                        occ.add((i, i + len(key), key))
 
-        # 2. drop a match lying inside a longer match (longest kept first).
-        if len(found) > 1:
-            kept: list[tuple[int, int, str]] = []
-            for key, (s, e) in sorted(found.items(), key=lambda kv: kv[1][0] - kv[1][1]):
-                if not any(ks <= s and e <= ke and (ke - ks) > (e - s) for ks, ke, _ in kept):
-                    kept.append((s, e, key))
-            matches = sorted(kept)
+        # 2. an occurrence inside a longer accepted one does not count (金融服务费 ⊅ 服务费);
+        #    each keyword counts once, at its first counted position.
+        first: dict[str, int] = {}
+        if len(occ) > 1:
+            kept: list[tuple[int, int]] = []
+            for s, e, key in sorted(occ, key=lambda o: (o[0] - o[1], o[0])):
+                if any(ks <= s and e <= ke and ke - ks > e - s for ks, ke in kept):
+                    continue
+                kept.append((s, e))
+                if key not in first or s < first[key]:
+                    first[key] = s
         else:
-            matches = [(s, e, k) for k, (s, e) in found.items()]
+            first = {key: s for s, _, key in occ}
+        keys = [key for _, key in sorted((s, key) for key, s in first.items())]
 
         station = self._station(t) if self._areas else None
-        if not matches:
+        if not keys:
             return Route(None, UNMATCHED_LABEL, self.fallback_unit, (), 0.0, (), False,
                          station=station)
 
-        # 3. score.
+        # 3. score (rounded, so that float sums cannot break a tie by table order).
         scores: dict[int, float] = {}
-        for _, _, key in matches:
+        for key in keys:
             for ci, w in index[key]:
                 scores[ci] = scores.get(ci, 0.0) + w
-        ranked = sorted(scores.items(), key=lambda cs: (-cs[1], cs[0]))
+        ranked = sorted(((ci, round(sc, _SCORE_DIGITS)) for ci, sc in scores.items()),
+                        key=lambda cs: (-cs[1], cs[0]))
         best_ci, best = ranked[0]
         second = ranked[1][1] if len(ranked) > 1 else 0.0
         cat = self.categories[best_ci]
         refer_to = None
         if cat.out_of_scope:
             refs = self._referrals[best_ci]
-            refer_to = next((refs[k] for _, _, k in matches if k in refs), cat.refer_to)
+            refer_to = next((refs[k] for k in keys if k in refs), cat.refer_to)
         return Route(
             category=cat.id,
             label=cat.label,
             unit=cat.unit,
-            hits=tuple(self._display[k] for _, _, k in matches),
-            score=round(best, _SCORE_DIGITS),
-            candidates=tuple((self.categories[ci].id, round(s, _SCORE_DIGITS))
-                             for ci, s in ranked[:2]),
-            confident=best >= self.min_score and best - second >= self.min_margin,
+            hits=tuple(self._display[k] for k in keys),
+            score=best,
+            candidates=tuple((self.categories[ci].id, sc) for ci, sc in ranked[:2]),
+            confident=(best >= self.min_score
+                       and round(best - second, _SCORE_DIGITS) >= self.min_margin),
             out_of_scope=cat.out_of_scope,
             refer_to=refer_to,
             urgent=cat.urgent,
