@@ -15,7 +15,7 @@ from typing import Iterable
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
-from handlers.base import Outgoing
+from handlers.base import Incoming, Outgoing
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,12 @@ RETRY_INTERVALS = [2, 10, 60]
 class Outbound:
     def __init__(self, queue: Queue):
         self.queue = queue
+
+    def after_message(self, incoming: Incoming, messages: Iterable[Outgoing]) -> int:
+        """Called once per handled webhook delivery, after the handler succeeded: queue what
+        the handler wants sent to other people. (The sender's interaction opens their
+        customer-service window; issue 3 tracks it here.)"""
+        return self.enqueue_all(messages)
 
     def enqueue_all(self, messages: Iterable[Outgoing]) -> int:
         jobs = [

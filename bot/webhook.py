@@ -122,7 +122,7 @@ def handle(services, incoming: Incoming) -> str:
         from handlers.texts import SORRY
 
         return SORRY
-    services.outbound.enqueue_all(ctx.outbox)
+    services.outbound.after_message(incoming, ctx.outbox)
     services.store.remember_reply(fingerprint, reply)
     return reply
 
