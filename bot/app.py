@@ -15,7 +15,7 @@ from typing import Any, Callable
 from flask import Flask
 from wechatpy.crypto import WeChatCrypto
 
-from bot.config import data_dir, load_config
+from bot.config import ConfigError, data_dir, load_config
 from bot.outbound import Outbound, make_queue
 from flows.routing import Router
 from handlers.base import Directory
@@ -52,12 +52,19 @@ def build_services(config: dict[str, Any], redis_handle: RedisHandle | None = No
         redis=handle,
         keys=keys,
         store=Store(handle.data, keys, clock=clock),
-        router=router or Router.from_config(config),
+        router=router or _router(config),
         directory=Directory(config.get("units") or [], config["routing"].get("fallback_unit", "")),
         outbound=Outbound(make_queue(handle.raw, keys.outbound_queue())),
         crypto=crypto,
         clock=clock,
     )
+
+
+def _router(config: dict[str, Any]) -> Router:
+    try:
+        return Router.from_config(config)
+    except ValueError as exc:  # the table names an unknown unit, a duplicate keyword, ...
+        raise ConfigError(f"routing table: {exc}") from exc
 
 
 def create_app(config: dict[str, Any] | str | None = None, services: Services | None = None) -> Flask:

@@ -62,12 +62,25 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
             raise ConfigError(f"{path}: the top level must be a mapping")
         _merge(config, loaded)
         config["_path"] = str(path)
+    if not config["routing"].get("categories"):
+        # No routing table of one's own: use the one shipped in config.example.yaml (units too,
+        # unless the file defines its own), so a config with only the wechat keys works.
+        shipped = _shipped_example()
+        config["routing"] = {**shipped["routing"], **{k: v for k, v in config["routing"].items() if k != "categories"},
+                             "categories": shipped["routing"]["categories"]}
+        if not config["units"]:
+            config["units"] = copy.deepcopy(shipped["units"])
     if os.environ.get("REDIS_URL"):
         config["redis"]["url"] = os.environ["REDIS_URL"]
     if overrides:
         _merge(config, copy.deepcopy(overrides))
     _validate(config)
     return config
+
+
+def _shipped_example() -> dict:
+    with open(REPO_ROOT / "config.example.yaml", encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
 
 
 def _validate(config: dict) -> None:

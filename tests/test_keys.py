@@ -1,0 +1,25 @@
+"""Key formats are a storage contract: a change needs a migration, so pin them."""
+
+from storage.keys import Keys
+
+
+def test_key_strings_are_stable():
+    k = Keys("med")
+    assert k.dedupe("m:123") == "med:dedupe:m:123"
+    assert k.user("oA") == "med:user:oA"
+    assert k.user_lock("oA") == "med:user:oA:lock"
+    assert k.user_tickets("oA") == "med:user:oA:tickets"
+    assert k.ticket("LZ-20261203-0001") == "med:ticket:LZ-20261203-0001"
+    assert k.ticket_lock("LZ-1") == "med:ticket:LZ-1:lock"
+    assert k.transcript("LZ-1") == "med:ticket:LZ-1:transcript"
+    assert k.settlement("LZ-1") == "med:ticket:LZ-1:settlement"
+    assert k.ticket_seq("20261203") == "med:seq:ticket:20261203"
+    assert k.invite("123456") == "med:invite:123456"
+    assert k.open_tickets() == "med:tickets:open"
+    assert k.wechat_session_prefix() == "med:wechat"
+    assert k.token_lock() == "med:wechat:token:lock"
+    assert k.outbound_queue() == "med:outbound"
+
+
+def test_namespace_isolates_deployments():
+    assert Keys("test").ticket("X").startswith("test:")
