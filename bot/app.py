@@ -13,14 +13,15 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from flask import Flask
-from wechatpy.crypto import WeChatCrypto
 
+from bot.crypto import EdgeCrypto
 from bot.config import ConfigError, data_dir, load_config
-from bot.outbound import Outbound, make_queue
+from bot.outbound import DeliverySettings, Outbound, make_queue
 from flows.routing import Router
 from handlers.base import Directory
 from storage.connection import RedisHandle, connect
 from storage.keys import Keys
+from storage.outbox import Outbox
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class Services:
     router: Router
     directory: Directory
     outbound: Outbound
-    crypto: WeChatCrypto | None
+    crypto: EdgeCrypto | None
     clock: Callable[[], float] = time.time
 
 
@@ -46,7 +47,8 @@ def build_services(config: dict[str, Any], redis_handle: RedisHandle | None = No
     wechat = config["wechat"]
     crypto = None
     if wechat.get("encoding_aes_key"):
-        crypto = WeChatCrypto(wechat["token"], wechat["encoding_aes_key"], wechat["appid"])
+        crypto = EdgeCrypto(wechat["token"], wechat["appid"], wechat["encoding_aes_key"],
+                            wechat.get("previous_encoding_aes_key") or "")
     return Services(
         config=config,
         redis=handle,
@@ -54,7 +56,8 @@ def build_services(config: dict[str, Any], redis_handle: RedisHandle | None = No
         store=Store(handle.data, keys, clock=clock),
         router=router or _router(config),
         directory=Directory(config.get("units") or [], config["routing"].get("fallback_unit", "")),
-        outbound=Outbound(make_queue(handle.raw, keys.outbound_queue())),
+        outbound=Outbound(make_queue(handle.raw, keys.outbound_queue()), Outbox(handle.data, keys, clock=clock),
+                          DeliverySettings.from_config(config), clock=clock),
         crypto=crypto,
         clock=clock,
     )

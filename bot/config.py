@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,15 @@ DEFAULTS: dict[str, Any] = {
         "appid": "",
         "secret": "",
         "encoding_aes_key": "",
+        "previous_encoding_aes_key": "",
         "api_base_url": defaults.API_BASE_URL,
         "timeout": defaults.HTTP_TIMEOUT_SECONDS,
     },
     "redis": {"url": "", "namespace": defaults.REDIS_NAMESPACE},
     "data_dir": "data",
     "tickets": {"prefix": defaults.TICKET_PREFIX, "response_hours": defaults.RESPONSE_HOURS},
-    "webhook": {"max_body_bytes": defaults.MAX_BODY_BYTES},
+    "webhook": {"max_body_bytes": defaults.MAX_BODY_BYTES, "dedupe_ttl_seconds": defaults.DEDUPE_TTL_SECONDS},
+    "intake": {"expire_hours": defaults.INTAKE_TTL_SECONDS / 3600},
     "units": [],
     "routing": {"fallback_unit": "consumer_rights", "categories": []},
 }
@@ -88,9 +91,10 @@ def _validate(config: dict) -> None:
     for category in config["routing"].get("categories", []):
         if category.get("unit") not in unit_ids and unit_ids:
             raise ConfigError(f"routing category {category.get('id')!r} names unknown unit {category.get('unit')!r}")
-    key = config["wechat"].get("encoding_aes_key") or ""
-    if key and len(key) != 43:
-        raise ConfigError("wechat.encoding_aes_key must be 43 characters (or empty for plain mode)")
+    for name in ("encoding_aes_key", "previous_encoding_aes_key"):
+        key = config["wechat"].get(name) or ""
+        if key and not re.fullmatch(r"[A-Za-z0-9]{43}", key):
+            raise ConfigError(f"wechat.{name} must be 43 letters and digits (or empty for plain mode)")
 
 
 def setting(config: dict, dotted: str, default: Any = None) -> Any:

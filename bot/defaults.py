@@ -36,3 +36,31 @@ API_BASE_URL = "https://api.weixin.qq.com/cgi-bin/"
 
 MAX_BODY_BYTES = 64 * 1024
 """Largest webhook body accepted; WeChat's real messages are a few KiB."""
+
+WINDOW_HOURS = 48
+"""A person's customer-service window: 客服消息 reach them for 48 hours after they last wrote to
+the account (WECHAT.md §3.2). Outside it a message waits as pending for their next interaction."""
+
+WINDOW_QUOTA = 20
+"""Customer-service messages we send per window before holding the rest as pending. The platform's
+figure varies (the current guide says 5, field reports 20, WECHAT.md §3.2); WeChat's own 45047
+answer is what counts, so a too-high local quota costs one refused call, a too-low one delays
+messages for nothing."""
+
+WINDOW_RECORD_TTL_SECONDS = 30 * 24 * 3600
+"""How long a person's window record is kept after their last interaction. Without a record the
+worker simply tries (staff who never wrote to the bot, records from before this feature) and
+WeChat's 45015 decides."""
+
+RETRY_INTERVALS_SECONDS = (10, 60, 300, 1800)
+"""Backoff between attempts after a transient failure (timeout, connection error, HTTP 5xx,
+errcode -1): four retries over about 36 minutes ride out a short outage; after the last one the
+message becomes a dead letter for staff to replay (``python -m bot outbox replay``)."""
+
+DELIVERY_LOCK_SECONDS = 60
+"""The per-recipient delivery lock; renewed before every send, so it only has to outlive one
+send (token fetch + call + one retry, each bounded by the HTTP timeout)."""
+
+LATE_NOTE_AFTER_SECONDS = 600
+"""A message that goes out this long after it was written starts with a line saying when it was
+written (bot/outbound.py LATE_NOTE): in a mediation, who said what when matters."""

@@ -183,10 +183,12 @@ def run_demo(complaints: str | None = None, limit: int = 0, verbose: bool = Fals
     config_path = folder / "demo-config.yaml"
     config_path.write_text(yaml.safe_dump({k: v for k, v in config.items() if not k.startswith("_")},
                                           allow_unicode=True), encoding="utf-8")
+    worker_log = open(folder / "worker.log", "wb")
     worker = subprocess.Popen(
         [sys.executable, "-m", "bot", "worker", "--config", str(config_path)],
         cwd=REPO_ROOT, env=dict(os.environ, BOT_CONFIG=str(config_path), REDIS_URL=redis_handle.url),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        # A file, not a pipe: a chatty worker must never block on a full pipe buffer.
+        stdout=subprocess.DEVNULL, stderr=worker_log,
     )
     print(f"demo: webhook {webhook_url}/wechat, WeChat API stand-in {standin.base_url}, "
           f"embedded Redis {redis_handle.url}, worker pid {worker.pid}"
@@ -223,6 +225,8 @@ def run_demo(complaints: str | None = None, limit: int = 0, verbose: bool = Fals
             worker.wait(timeout=10)
         except subprocess.TimeoutExpired:
             worker.kill()
+            worker.wait()
+        worker_log.close()
         server.shutdown()
         standin.stop()
         redis_handle.close()
@@ -241,21 +245,37 @@ def run_demo(complaints: str | None = None, limit: int = 0, verbose: bool = Fals
 
 def _drain(services, worker: subprocess.Popen, timeout: float) -> int:
     """Wait until the worker has sent everything; return how many are still waiting."""
-    from rq.registry import StartedJobRegistry
+    from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
     queue = services.outbound.queue
     started = StartedJobRegistry(queue=queue)
+    scheduled = ScheduledJobRegistry(queue=queue)
+
+    def in_flight() -> int:
+        # A job moving from the queue to the worker sits in RQ's intermediate list for a
+        # moment; a retry waits in the scheduled registry. Count both, or the check runs early.
+        return (queue.count + services.redis.raw.llen(queue.intermediate_queue_key) + len(started)
+                + len(scheduled))
+
     deadline = time.time() + timeout
+    settled_since = None
     while time.time() < deadline:
-        waiting = queue.count + len(started)
+        waiting = in_flight()
         if waiting == 0:
-            return 0
+            # Twice in a row, 50 ms apart: a flush job may be enqueued by the job that just ended.
+            if settled_since and time.time() - settled_since > 0.05:
+                return 0
+            settled_since = settled_since or time.time()
+            time.sleep(0.02)
+            continue
+        settled_since = None
         if worker.poll() is not None:
-            err = worker.stderr.read().decode("utf-8", "replace") if worker.stderr else ""
+            log_file = Path(services.config["data_dir"]) / "worker.log"
+            err = log_file.read_text("utf-8", "replace") if log_file.exists() else ""
             print(f"demo: the worker exited with {worker.returncode}:\n{err[-2000:]}", flush=True)
             return waiting
         time.sleep(0.1)
-    return queue.count + len(started)
+    return in_flight()
 
 
 def _check_deliveries(outcomes: list[Outcome], standin: StandIn) -> None:

@@ -13,10 +13,11 @@ import time
 
 from flask import Blueprint, Response, current_app, request
 from wechatpy import parse_message
-from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
+from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.replies import TextReply
 from wechatpy.utils import check_signature
 
+from bot.crypto import BadSignature, CannotDecrypt
 from handlers import dispatch
 from handlers.base import Context, Incoming
 from storage.store import PENDING
@@ -71,19 +72,21 @@ def receive() -> Response:
         log.warning("POST /wechat rejected: DOCTYPE in body")
         return _plain("bad request", 400)
 
-    encrypted = args.get("encrypt_type", "raw") == "aes"
-    if encrypted:
+    # Safe and compatible mode both say encrypt_type=aes; compatible bodies also carry the
+    # plaintext fields, but only the signed Encrypt part is trusted.
+    reply_key = None
+    if args.get("encrypt_type", "raw") == "aes":
         if services.crypto is None:
             log.warning("POST /wechat rejected: encrypted message but no encoding_aes_key configured")
             return _plain("bad request", 400)
         try:
-            body = services.crypto.decrypt_message(body, args.get("msg_signature", ""),
-                                                   args.get("timestamp", ""), args.get("nonce", ""))
-        except (InvalidSignatureException, InvalidAppIdException) as exc:
-            log.warning("POST /wechat rejected: %s", exc)
+            body, reply_key = services.crypto.decrypt(body, args.get("msg_signature", ""),
+                                                      args.get("timestamp", ""), args.get("nonce", ""))
+        except BadSignature as exc:
+            log.warning("POST /wechat rejected: bad msg_signature (%s)", exc)
             return _plain("invalid signature", 403)
-        except Exception as exc:  # noqa: BLE001 - binascii/struct/ValueError/KeyError/... (WECHAT.md §5.2)
-            log.warning("POST /wechat rejected: cannot decrypt (%s: %s)", type(exc).__name__, exc)
+        except CannotDecrypt as exc:
+            log.warning("POST /wechat rejected: cannot decrypt with any configured key (%s)", exc)
             return _plain("bad request", 400)
 
     try:
@@ -99,15 +102,16 @@ def receive() -> Response:
     if not reply_text:
         return _plain(SUCCESS)
     xml = render_reply(reply_text, message)
-    if encrypted:
-        xml = services.crypto.encrypt_message(xml, args.get("nonce", ""), args.get("timestamp") or None)
+    if reply_key is not None:
+        xml = reply_key.encrypt(xml, args.get("nonce", ""), args.get("timestamp") or None)
     return Response(xml, mimetype="application/xml")
 
 
 def handle(services, incoming: Incoming) -> str:
     """Run one delivery exactly once; a re-delivery gets the first one's reply."""
     fingerprint = delivery_fingerprint(incoming)
-    cached = services.store.claim_delivery(fingerprint)
+    ttl = int(services.config["webhook"]["dedupe_ttl_seconds"])
+    cached = services.store.claim_delivery(fingerprint, ttl)
     if cached is not None:
         log.info("duplicate delivery %s", fingerprint)
         return "" if cached == PENDING else cached
@@ -123,7 +127,7 @@ def handle(services, incoming: Incoming) -> str:
 
         return SORRY
     services.outbound.after_message(incoming, ctx.outbox)
-    services.store.remember_reply(fingerprint, reply)
+    services.store.remember_reply(fingerprint, reply, ttl)
     return reply
 
 
@@ -139,6 +143,10 @@ def to_incoming(message) -> Incoming:
     kind = message.type
     openid = message.source or ""
     common = {"openid": openid if isinstance(openid, str) else "", "create_time": _int(message, "time")}
+    raw_type = str(getattr(message, "_data", {}).get("MsgType") or "").strip().lower()
+    if kind == "unknown" and raw_type == "event":  # an event wechatpy has no class for
+        event = str(getattr(message, "_data", {}).get("Event") or "").strip().lower()
+        return Incoming(kind="event", event=event, **common)
     if kind == "event":
         event = getattr(message, "event", "") or ""
         key = getattr(message, "scene_id", None) or getattr(message, "key", None) or ""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
 
 import redis
 import requests
@@ -21,6 +22,7 @@ from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 from wechatpy.session.redisstorage import RedisStorage
 
+from bot import defaults
 from storage.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -30,13 +32,20 @@ TOKEN_ERRORS = {40001, 40014, 42001}
 TOKEN_MARGIN_SECONDS = 300
 
 
+class TokenFetchError(WeChatClientException):
+    """The token endpoint failed. With an errcode (40013 appid, 40125 secret, 40164 IP not on the
+    whitelist, ...) the account's configuration is wrong: no retry will help until staff fix it.
+    Without one (timeout, connection error, HTTP 5xx) it is transient."""
+
+
 class BureauWeChatClient(WeChatClient):
     def __init__(self, appid: str, secret: str, r: redis.Redis, keys: Keys, api_base_url: str,
                  timeout: float):
         super().__init__(appid, secret, session=RedisStorage(r, prefix=keys.wechat_session_prefix()),
-                         timeout=timeout, auto_retry=False)
+                         timeout=timeout or defaults.HTTP_TIMEOUT_SECONDS, auto_retry=False)
         self.API_BASE_URL = api_base_url if api_base_url.endswith("/") else api_base_url + "/"
-        self._redis = r
+        self.redis = r
+        self.keys = keys
         self._token_lock = keys.token_lock()
         # Loopback stand-in and production alike: never route WeChat calls through a proxy
         # picked up from the environment.
@@ -54,7 +63,7 @@ class BureauWeChatClient(WeChatClient):
         ``stale``: the token WeChat just rejected; a stored token equal to it is not reused.
         """
         wait = (self.timeout or 5) + 5
-        with self._redis.lock(self._token_lock, timeout=wait, blocking_timeout=wait):
+        with self.redis.lock(self._token_lock, timeout=wait, blocking_timeout=wait):
             current = self.session.get(self.access_token_key)
             if current and current != stale:
                 return {"access_token": current}
@@ -65,9 +74,10 @@ class BureauWeChatClient(WeChatClient):
                 res.raise_for_status()
                 result = res.json()
             except (requests.RequestException, ValueError) as exc:
-                raise WeChatClientException(errcode=None, errmsg=f"token fetch failed: {exc}", client=self) from exc
+                raise TokenFetchError(errcode=None, errmsg=f"token fetch failed: {exc}", client=self) from exc
             if result.get("errcode"):
-                raise WeChatClientException(result["errcode"], result.get("errmsg", ""), client=self)
+                raise TokenFetchError(result["errcode"], f"token fetch refused: {result.get('errmsg', '')}",
+                                      client=self)
             expires_in = int(result.get("expires_in", 7200))
             self.session.set(self.access_token_key, result["access_token"],
                              max(60, expires_in - TOKEN_MARGIN_SECONDS))
@@ -75,13 +85,27 @@ class BureauWeChatClient(WeChatClient):
             return result
 
     def call_with_token_retry(self, call: Callable[[], Any]) -> Any:
-        """Run an API call; on an expired/invalid token refresh once and retry once."""
-        used = self.session.get(self.access_token_key)
+        """Run an API call; on an expired/invalid token refresh once and retry once.
+
+        A second token error is raised to the caller (bot/outbound.py retries it later with
+        backoff): no loop, no recursion, at most one token fetch per call.
+        """
         try:
             return call()
         except WeChatClientException as exc:
             if exc.errcode not in TOKEN_ERRORS:
                 raise
+            rejected = _token_in(exc) or self.session.get(self.access_token_key)
             log.warning("token rejected (%s), refreshing once", exc.errcode)
-            self.fetch_access_token(stale=used)
+            self.fetch_access_token(stale=rejected)
             return call()
+
+
+def _token_in(exc: WeChatClientException) -> str | None:
+    """The access_token the refused request carried (so we never "refresh" to that same token)."""
+    request = getattr(exc, "request", None)
+    url = getattr(request, "url", None)
+    if not url:
+        return None
+    values = parse_qs(urlsplit(url).query).get("access_token")
+    return values[0] if values else None

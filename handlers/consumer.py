@@ -39,8 +39,18 @@ def handle(ctx: Context, msg: Incoming) -> str | None:
     try:
         # Read after the lock: three quick answers must land in three slots, in order.
         user = ctx.store.load_user(msg.openid)
+        if user.get("intake") and _intake_expired(ctx, user):
+            ctx.store.save_user(msg.openid, {"intake": "", "intake_at": ""})
+            notice = texts.INTAKE_EXPIRED.format(hours=_expire_hours(ctx))
+            if msg.kind == "text" and len(text) >= 4 and text not in HELP_WORDS:
+                return notice + "\n" + _start_intake(ctx, msg)
+            return notice
         if user.get("intake"):
-            return _continue_intake(ctx, msg, json.loads(user["intake"]))
+            try:
+                data = json.loads(user["intake"])
+            except ValueError:  # a damaged draft must not block the person forever
+                data = {}
+            return _continue_intake(ctx, msg, data)
         if user.get("ticket"):
             reply = _on_ticket(ctx, msg, user["ticket"])
             if reply is not None:
@@ -55,6 +65,16 @@ def handle(ctx: Context, msg: Incoming) -> str | None:
             lock.release()
         except Exception:  # noqa: BLE001 - an expired lock must not turn a reply into a 500
             pass
+
+
+def _expire_hours(ctx: Context) -> float:
+    return float(ctx.config.get("intake", {}).get("expire_hours", 24))
+
+
+def _intake_expired(ctx: Context, user: dict[str, str]) -> bool:
+    """An intake untouched for longer than intake.expire_hours is abandoned."""
+    started = float(user.get("intake_at") or 0)
+    return ctx.now() - started > _expire_hours(ctx) * 3600
 
 
 def _save_draft(ctx: Context, openid: str, draft: intake.IntakeDraft) -> None:

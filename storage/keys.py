@@ -16,6 +16,12 @@ Format (``<ns>`` is the configurable namespace, default ``med``; tests use their
     <ns>:wechat                        prefix  wechatpy session storage (access_token)
     <ns>:wechat:token:lock             STRING  the single access_token refresher's lock
     <ns>:outbound                      prefix  for RQ queue names (``<ns>:outbound``)
+    <ns>:user:<openid>:window          HASH    customer-service window: at (last interaction), sent, blocked, n
+    <ns>:user:<openid>:pending         LIST    JSON messages waiting for this person's next interaction, oldest first
+    <ns>:user:<openid>:delivery:lock   STRING  one sender/flusher per recipient (never the handlers' user lock)
+    <ns>:outbox:dead                   HASH    dead letters: id → JSON (message or media download, with reason)
+    <ns>:outbox:alarm                  HASH    refused APIs (48001, token refused): API path → JSON (first seen)
+    <ns>:media:<media_id>              STRING  JSON evidence: sha256, path (under data_dir), size, content_type, at
 
 The test in tests/test_keys.py pins these strings: change them only with a migration.
 """
@@ -70,3 +76,21 @@ class Keys:
 
     def outbound_queue(self) -> str:
         return f"{self.ns}:outbound"
+
+    def user_window(self, openid: str) -> str:
+        return f"{self.ns}:user:{openid}:window"
+
+    def user_pending(self, openid: str) -> str:
+        return f"{self.ns}:user:{openid}:pending"
+
+    def user_delivery_lock(self, openid: str) -> str:
+        return f"{self.ns}:user:{openid}:delivery:lock"
+
+    def dead_letters(self) -> str:
+        return f"{self.ns}:outbox:dead"
+
+    def delivery_alarm(self) -> str:
+        return f"{self.ns}:outbox:alarm"
+
+    def media(self, media_id: str) -> str:
+        return f"{self.ns}:media:{media_id}"

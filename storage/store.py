@@ -150,3 +150,21 @@ class Store:
             removed += self.r.delete(*batch)
         return removed
 
+    # --- evidence (media downloaded by the worker, bot/media.py) --------------------------------
+    def save_media(self, media_id: str, record: dict[str, Any], pipeline: Any = None) -> None:
+        """media_id → {sha256, path (relative to data_dir), size, content_type, at, ...}."""
+        (pipeline or self.r).set(self.keys.media(media_id), json.dumps(record, ensure_ascii=False))
+
+    def media(self, media_id: str) -> dict[str, Any] | None:
+        raw = self.r.get(self.keys.media(media_id))
+        return json.loads(raw) if raw else None
+
+    def ticket_evidence(self, no: str) -> list[dict[str, Any]]:
+        """The ticket's photos in the order sent: each the stored record plus ``media_id`` and
+        ``stored`` (False while the download is pending or after it failed: see the dead letters)."""
+        ticket = self.load_ticket(no)
+        if ticket is None or not ticket.photos:
+            return []
+        raw = self.r.mget([self.keys.media(m) for m in ticket.photos])
+        return [dict(json.loads(r), media_id=m, stored=True) if r else {"media_id": m, "stored": False}
+                for m, r in zip(ticket.photos, raw)]
