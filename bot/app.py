@@ -21,7 +21,9 @@ from flows.routing import Router
 from handlers.base import Directory
 from storage.connection import RedisHandle, connect
 from storage.keys import Keys
+from storage.audit import Audit
 from storage.outbox import Outbox
+from storage.staff import StaffStore
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,8 @@ class Services:
     directory: Directory
     outbound: Outbound
     crypto: EdgeCrypto | None
+    staff: StaffStore  # staff records and WeChat binding (issue 4)
+    audit: Audit  # who did what, when (issue 4)
     clock: Callable[[], float] = time.time
 
 
@@ -49,16 +53,19 @@ def build_services(config: dict[str, Any], redis_handle: RedisHandle | None = No
     if wechat.get("encoding_aes_key"):
         crypto = EdgeCrypto(wechat["token"], wechat["appid"], wechat["encoding_aes_key"],
                             wechat.get("previous_encoding_aes_key") or "")
+    staff = StaffStore(handle.data, keys, clock=clock)
     return Services(
         config=config,
         redis=handle,
         keys=keys,
         store=Store(handle.data, keys, clock=clock),
         router=router or _router(config),
-        directory=Directory(config.get("units") or [], config["routing"].get("fallback_unit", "")),
+        directory=Directory(config.get("units") or [], config["routing"].get("fallback_unit", ""), staff),
         outbound=Outbound(make_queue(handle.raw, keys.outbound_queue()), Outbox(handle.data, keys, clock=clock),
                           DeliverySettings.from_config(config), clock=clock),
         crypto=crypto,
+        staff=staff,
+        audit=Audit(handle.data, keys, clock=clock),
         clock=clock,
     )
 
@@ -79,9 +86,11 @@ def create_app(config: dict[str, Any] | str | None = None, services: Services | 
     app = Flask(__name__)
     app.extensions["bot"] = services
 
+    from bot.dashboard import bp as dashboard_bp
     from bot.webhook import bp as webhook_bp
 
     app.register_blueprint(webhook_bp)
+    app.register_blueprint(dashboard_bp)
 
     @app.get("/healthz")
     def healthz():

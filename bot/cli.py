@@ -4,6 +4,8 @@
     serve    the webhook under gunicorn (create_app, preloaded: jieba loads once for all workers)
     worker   the outbound delivery worker (RQ)
     outbox   what could not be delivered: list | replay [ID|--all] | drop ID | status
+    staff    staff: add | list | remove | rebind | password | login-code
+    triage   how the first message is routed: explain TEXT | eval CSV [--map FILE]
     standin  the local WeChat API stand-in in the foreground
 
 Each area's subcommands live in bot/commands/<area>.py; add a module to COMMAND_MODULES.
@@ -15,10 +17,10 @@ import argparse
 import logging
 import sys
 
-from bot.commands import outbox, run
+from bot.commands import outbox, run, staff, triage
 from bot.config import ConfigError
 
-COMMAND_MODULES = [run, outbox]
+COMMAND_MODULES = [run, outbox, staff, triage]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,3 +64,26 @@ send (token fetch + call + one retry, each bounded by the HTTP timeout)."""
 LATE_NOTE_AFTER_SECONDS = 600
 """A message that goes out this long after it was written starts with a line saying when it was
 written (bot/outbound.py LATE_NOTE): in a mediation, who said what when matters."""
+
+# --- staff and the audit trail (issue 4) ----------------------------------------------------------
+
+STAFF_BIND_TTL_SECONDS = 3 * 24 * 3600
+"""A binding code from ``staff add`` works for three days: long enough to hand it over in person,
+short enough that a lost note is soon useless. ``staff rebind`` issues a new one."""
+
+STAFF_BIND_MAX_FAILURES = 5
+"""Wrong ``绑定`` codes one WeChat user may send per hour before binding is refused for them: an
+8-digit code cannot be guessed five times an hour."""
+
+STAFF_BIND_FAILURE_WINDOW_SECONDS = 3600
+
+STAFF_LOGIN_CODE_TTL_SECONDS = 600
+"""A one-time dashboard login code (``staff login-code``) lives ten minutes."""
+
+AUDIT_MAXLEN = 200_000
+"""The global audit stream keeps about this many entries (XADD MAXLEN ~): years of a district
+bureau's commands at a few MB. Each ticket's own stream is kept separately, so trimming the
+global one never loses a ticket's timeline."""
+
+AUDIT_TICKET_MAXLEN = 2_000
+"""Entries kept per ticket; a real mediation has a few dozen."""

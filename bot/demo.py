@@ -1,14 +1,18 @@
 """``python -m bot demo``: the whole main job, end to end, on this machine alone.
 
 Starts an embedded Redis, the WeChat API stand-in, the webhook on a loopback port and the
-delivery worker (a separate process, as in production), then plays consumer, staff and
-merchant over real HTTP with signed XML for each complaint of a CSV:
+delivery worker (a separate process, as in production). Registers one mediator per unit the
+way an administrator does (``python -m bot staff add``) and binds each one's WeChat the way a
+person does (``绑定 <code>`` over the webhook). Then plays consumer, staff and merchant over
+real HTTP with signed XML for each complaint of a CSV:
 
     intake (answering only what the bot asks) → ticket → /take → /invite → merchant joins
     with the code → three-party chat → /propose → both agree → settlement → rating
 
-Every fifth complaint instead ends with the merchant refusing and the mediator terminating
-(终止调解), so both outcomes are exercised. At the end the outbound queue is drained and the
+Every fifth mediated complaint instead ends with the merchant refusing and the mediator terminating
+(终止调解), so both outcomes are exercised. A message the triage does not mediate (issue 6) is
+counted apart: answered or referred at once (FAQ, out of scope, outside the district: no ticket),
+or a 举报/咨询 ticket, which staff take and close without any merchant. At the end the outbound queue is drained and the
 stand-in is checked: every party received what the bot promised them.
 """
 
@@ -50,6 +54,7 @@ class Outcome:
     routed: bool = False
     settled: bool = False
     terminated: bool = False
+    kind: str = ""  # issue 6: complaint | report | consult, or early (answered/referred, no ticket)
     error: str = ""
     lines: list[str] = field(default_factory=list)
     parties: dict[str, str] = field(default_factory=dict)
@@ -90,6 +95,12 @@ class Demo:
         for _ in range(10):
             if "工单号" in reply:
                 break
+            if reply.startswith("【常见问题】") or "不属于市场监管部门的职责" in reply or "本局不能受理" in reply:
+                out.kind = "early"  # issue 6: told at once, nothing dispatched
+                return out
+            if "哪个镇" in reply or "经营者在哪里" in reply:
+                reply = say("消费者", consumer, "稷下街道")
+                continue
             if "回复“确认”" in reply:
                 reply = say("消费者", consumer, "确认")
             elif "商家的名称" in reply:
@@ -114,6 +125,13 @@ class Demo:
         out.routed = bool(ticket.category)
         staff = self.staff[ticket.unit]
         out.parties["mediator"] = staff
+        out.kind = ticket.kind
+        if ticket.kind != "complaint":  # issue 6: a 举报/咨询 is checked or answered, never mediated
+            say("调解员", staff, f"/take {out.ticket}")
+            say("调解员", staff, f"/close {out.ticket} 已核查处理")
+            if "办结" not in say("消费者", consumer, "5"):
+                raise RuntimeError("rating did not close the ticket")
+            return out
 
         # 2. the unit's staff take it and invite the merchant, who joins with the code
         say("调解员", staff, f"/take {out.ticket}")
@@ -160,8 +178,8 @@ def run_demo(complaints: str | None = None, limit: int = 0, verbose: bool = Fals
     standin = StandIn(appid=APPID, secret=SECRET, any_media=True).start()
     base = load_config(REPO_ROOT / "config.example.yaml")
     staff = {unit["id"]: f"oDemoStaff_{unit['id']}" for unit in base["units"]}
-    units = [dict(unit, staff=[{"openid": staff[unit["id"]], "name": f"{unit['name']}调解员"}])
-             for unit in base["units"]]
+    # Nobody is listed in the config: every mediator is registered and bound below.
+    units = [{k: v for k, v in unit.items() if k != "staff"} for unit in base["units"]]
     overrides = {
         "wechat": {"token": TOKEN, "appid": APPID, "secret": SECRET, "api_base_url": standin.base_url,
                    "encoding_aes_key": SAFE_KEY if safe_mode else "", "timeout": 5},
@@ -198,15 +216,19 @@ def run_demo(complaints: str | None = None, limit: int = 0, verbose: bool = Fals
                              encoding_aes_key=SAFE_KEY if safe_mode else "")
     demo = Demo(wechat, services, staff)
     outcomes: list[Outcome] = []
+    mediated = 0  # complaints mediated so far; every fifth is terminated
     started = time.time()
     try:
+        bind_demo_staff(wechat, services, staff)
+        print(f"demo: {len(staff)} mediators registered (staff add) and bound over WeChat (绑定 <code>)", flush=True)
         for i, text in enumerate(texts):
             outcome = None
             try:
-                outcome = demo.run_one(i, text, terminate=(i % 5 == 4))
+                outcome = demo.run_one(i, text, terminate=(mediated % 5 == 4))
             except Exception as exc:  # noqa: BLE001 - counted and shown, the demo goes on
                 outcome = Outcome(i, text, error=f"{type(exc).__name__}: {exc}")
             outcomes.append(outcome)
+            mediated += outcome.kind in ("", "complaint")
             if i == 0 or verbose or outcome.error:
                 _print_conversation(outcome)
             if progress.isatty():
@@ -238,9 +260,27 @@ def run_demo(complaints: str | None = None, limit: int = 0, verbose: bool = Fals
     elapsed = time.time() - started
     print(f"demo: finished in {elapsed:.1f} s; {len(standin.sent_texts())} messages delivered through the "
           "customer-service API stand-in", flush=True)
+    early = sum(o.kind == "early" for o in outcomes)
+    other = sum(o.kind in ("report", "consult") for o in outcomes)
+    print(f"demo: {early + other} not mediated: {early} answered or referred at once (no ticket), "
+          f"{other} 举报/咨询 tickets taken and closed by staff", flush=True)
     print(f"demo: {len(outcomes)} complaints, {sum(o.routed for o in outcomes)} routed, "
           f"{sum(o.settled for o in outcomes)} settled, {errors} errors", flush=True)
     return 0 if errors == 0 else 1
+
+
+def bind_demo_staff(wechat: WeChatSimulator, services, staff: dict[str, str]) -> None:
+    """One mediator per unit, registered by the code path of ``staff add`` and bound by
+    sending ``绑定 <code>`` over the webhook, exactly as a real staff member would."""
+    from bot.commands.staff import add_staff
+
+    intake = services.directory.intake_unit
+    for unit_id, openid in staff.items():
+        record, code = add_staff(services, f"{unit_id}调解员", unit_id, "intake" if unit_id == intake else "unit",
+                                 actor="demo")
+        reply = wechat.text(openid, f"绑定 {code}")
+        if "绑定成功" not in reply.content:
+            raise RuntimeError(f"binding {record.name} failed: {reply.content[:80]}")
 
 
 def _drain(services, worker: subprocess.Popen, timeout: float) -> int:
@@ -284,7 +324,7 @@ def _check_deliveries(outcomes: list[Outcome], standin: StandIn) -> None:
     for to, text in standin.sent_texts():
         by_person.setdefault(to, []).append(text)
     for o in outcomes:
-        if o.error or not o.ticket:
+        if o.error or not o.ticket or o.kind not in ("", "complaint"):
             continue
         consumer_got = by_person.get(o.parties["consumer"], [])
         merchant_got = by_person.get(o.parties["merchant"], [])

@@ -7,6 +7,11 @@
                                                                       settled
                               settled | terminated ──rate──► closed
 
+Staff can also send a ticket back to intake (退单) or transfer it to another unit before the
+merchant joins (both: back to ``submitted``), record an agreement reached outside the bot
+(``settle``), escalate it to the mobile team or a 会商 (no state change) and reopen a finished
+one (back to ``accepted``; the merchant is invited again).
+
 Three parties act on it: the consumer, the merchant (joined by invitation code or QR scene)
 and a mediator (staff of the handling unit who took the ticket). Handlers fire triggers;
 they never assign ``state``. Pure: no Flask, no Redis.
@@ -33,6 +38,14 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "decline", "source": "proposal", "dest": "mediating", "before": "clear_proposal"},
     {"trigger": "terminate", "source": OPEN_STATES, "dest": "terminated", "before": "set_termination"},
     {"trigger": "rate", "source": ["settled", "terminated"], "dest": "closed", "before": "set_rating"},
+    # issue 4: staff re-routing, offline settlement, escalation, reopening
+    {"trigger": "send_back", "source": ["submitted", "accepted"], "dest": "submitted", "before": "set_unit"},
+    {"trigger": "transfer", "source": ["submitted", "accepted"], "dest": "submitted", "before": "set_unit"},
+    {"trigger": "settle", "source": ["accepted", "mediating", "proposal"], "dest": "settled",
+     "before": "set_proposal"},
+    {"trigger": "escalate", "source": OPEN_STATES + ["settled", "terminated"], "dest": None,
+     "before": "set_escalation"},
+    {"trigger": "reopen", "source": ["settled", "terminated", "closed"], "dest": "accepted", "before": "set_reopened"},
 ]
 
 MACHINE = Machine(
@@ -49,6 +62,11 @@ NOT_NOW = {
     "decline": "目前没有待确认的调解方案。",
     "terminate": "该工单已经结束，不能再终止。",
     "rate": "调解结束后才能评价。",
+    "send_back": "商家加入调解后不能再退单；请继续调解或终止调解。",
+    "transfer": "商家加入调解后不能再转办；请继续调解或终止调解。",
+    "settle": "只有已受理、尚未结束的工单才能记录调解成功。",
+    "escalate": "该工单已办结，请先用 /reopen 重新开启。",
+    "reopen": "只有已结束的工单才能重新开启。",
 }
 
 # 终止调解 reasons, 办法 第二十三条 (DOMAIN.md §1.6); issue 4 makes staff pick one by code.
@@ -62,6 +80,13 @@ TERMINATION_REASONS = {
     "7": "当事人死亡或者终止",
     "8": "其他应当终止的情形",
 }
+
+# Where /escalate sends a ticket (issue 4): the mobile team, or a 会商 of leaders and units.
+ESCALATION_LEVELS = {"mobile": "机动维权小分队", "consult": "会商"}
+
+# Issue 6: steps that bring in the merchant or settle with them; a 举报/咨询 ticket refuses them.
+MEDIATION_ONLY = {"invite", "join", "propose", "agree", "decline", "settle"}
+NOT_MEDIABLE = "举报和咨询工单不进行调解，不能邀请商家或提出调解方案；处理完毕请用 /close 写明结果办结。"
 
 ROLE_LABELS = {"consumer": "消费者", "merchant": "商家", "mediator": "调解员", "system": "系统"}
 
@@ -92,6 +117,23 @@ class Ticket:
     ended_at: float = 0.0
     rating: int = 0
     closed_at: float = 0.0
+    # issue 4
+    mediator_id: str = ""  # staff id of the mediator (the dashboard's staff may have no openid)
+    transferred_from: str = ""  # the unit before the last transfer or 退单
+    returned_reason: str = ""  # why that unit sent it back to intake (退单)
+    escalated: str = ""  # "" | "mobile" (机动维权小分队) | "consult" (会商)
+    escalation_reason: str = ""
+    escalated_at: float = 0.0
+    reopened: int = 0  # how many times a finished ticket was reopened
+    reopened_at: float = 0.0
+    # issue 6: triage of the first message (flows/triage.py, handlers/consumer.py)
+    kind: str = "complaint"  # complaint (投诉: mediated) | report (举报: checked, never mediated) | consult (咨询)
+    candidates: list[list[Any]] = field(default_factory=list)  # top-2 [[category, score], ...] at creation
+    routed: str = ""  # category | station (by the merchant's town) | intake (not confident: the intake queue)
+    station: str = ""  # 市场监管所 of the merchant's town, when known
+    place: str = ""  # where the merchant is, as the consumer said it (town / location label)
+    related: list[str] = field(default_factory=list)  # the other half of a 投诉+举报 message
+    repeats: int = 0  # how often the same consumer filed the same matter again (joined, not duplicated)
 
     # --- conditions and callbacks named in TRANSITIONS ---------------------------------------
     def all_agreed(self, **_: Any) -> bool:
@@ -111,6 +153,41 @@ class Ticket:
     def set_rating(self, rating: int = 0, at: float = 0.0, **_: Any) -> None:
         self.rating = rating
         self.closed_at = at
+
+    def set_unit(self, unit: str = "", reason: str = "", **_: Any) -> None:
+        """退单 or transfer: a new unit must take it again, so nobody mediates it now."""
+        self.transferred_from = self.unit
+        self.unit = unit
+        self.returned_reason = reason
+        self.mediator = ""
+        self.mediator_id = ""
+        self.accepted_at = 0.0
+        self.invite_code = ""
+
+    def set_escalation(self, level: str = "", reason: str = "", at: float = 0.0, **_: Any) -> None:
+        self.escalated = level
+        self.escalation_reason = reason
+        self.escalated_at = at
+
+    def set_reopened(self, at: float = 0.0, **_: Any) -> None:
+        """Back to accepted: the old outcome is cleared and the merchant is invited again.
+        The rating stays until a new one is given, so an unsatisfied case stays visible to the
+        mobile team while it is handled again."""
+        self.reopened += 1
+        self.reopened_at = at
+        self.merchant = ""
+        self.invite_code = ""
+        self.proposal = ""
+        self.agreed = []
+        self.settled_at = 0.0
+        self.terminated_reason = ""
+        self.ended_at = 0.0
+        self.closed_at = 0.0
+
+    @property
+    def mediable(self) -> bool:
+        """Only a complaint is mediated; a report or consult never meets the merchant (issue 6)."""
+        return self.kind in ("complaint", "")
 
     @property
     def is_open(self) -> bool:
@@ -163,6 +240,8 @@ def fire(ticket: Ticket, trigger: str, **kwargs: Any) -> bool:
     """Run one trigger on the shared machine; raise NotAllowed with a readable reason."""
     # Shared machine, no add_model: every callback is named in TRANSITIONS, so the event can
     # run on a plain model (STYLE.md "C1", ~20 µs instead of ~150 µs per message).
+    if trigger in MEDIATION_ONLY and not ticket.mediable:  # issue 6: the reporter stays unknown
+        raise NotAllowed(NOT_MEDIABLE)
     try:
         return bool(MACHINE.events[trigger].trigger(ticket, **kwargs))
     except MachineError as exc:

@@ -1,8 +1,12 @@
 """Who said what → which flow.
 
-``dispatch`` decides the sender's role for this message (staff by directory, merchant by
-the ticket they joined, everyone else a consumer), runs the one handler that owns it and
-turns a refused step into a Chinese answer instead of an exception.
+``dispatch`` decides the sender's role for this message (staff by ``Directory.staff_for``,
+merchant by the ticket they joined, everyone else a consumer), runs the one handler that owns
+it and turns a refused step into a Chinese answer instead of an exception.
+
+A line starting with "/" is an operator command only for staff (``operator.execute`` checks
+the role); from anyone else it gets a plain Chinese answer and nothing else happens.
+``绑定 <code>`` binds the sender's WeChat to a staff record registered with ``staff add``.
 """
 
 from __future__ import annotations
@@ -64,18 +68,25 @@ def _route(ctx: Context, msg: Incoming) -> str | None:
         handler = EVENT_HANDLERS.get(msg.event)
         return handler(ctx, msg) if handler else None
 
-    member = ctx.directory.staff.get(msg.openid)
-    text = msg.text.strip()
-    if member and text.startswith("/"):
-        return operator.run(ctx, member, msg)
+    text = msg.text.strip() if msg.kind == "text" else ""
+    bind_code = operator.bind_code_in(text)
+    if bind_code:
+        return operator.bind(ctx, msg.openid, bind_code)
+    staff = ctx.directory.staff_for(msg.openid)
+    if text.startswith(operator.SLASHES):
+        if staff is not None:
+            return operator.execute(ctx, staff, text)
+        # Not staff: no command runs, nothing is relayed, no complaint is started.
+        log.info("slash command from a non-staff sender answered and ignored: %r", text[:40])
+        return operator.NOT_STAFF
 
     code = merchant.invite_code_in(text) if msg.kind == "text" else None
     if code and ctx.store.resolve_invite(code):
         return merchant.join(ctx, msg.openid, code)
 
     user = ctx.store.load_user(msg.openid)
-    if member and user.get("mediating") and msg.kind == "text":
-        reply = operator.talk(ctx, member, msg, user["mediating"])
+    if staff is not None and user.get("mediating") and msg.kind == "text":
+        reply = operator.talk(ctx, staff, msg, user["mediating"])
         if reply is not None:
             return reply
     if user.get("merchant_of"):
@@ -84,4 +95,6 @@ def _route(ctx: Context, msg: Incoming) -> str | None:
             return reply
     if code and not user.get("intake") and not user.get("ticket"):
         return texts.INVITE_UNKNOWN
+    if staff is not None and not user.get("intake") and not user.get("ticket"):
+        return operator.idle_hint(ctx, staff)  # staff chat outside a room never becomes a complaint
     return consumer.handle(ctx, msg)

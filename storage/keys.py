@@ -3,7 +3,7 @@
 Format (``<ns>`` is the configurable namespace, default ``med``; tests use their own)::
 
     <ns>:dedupe:<fingerprint>          STRING  reply cached for a WeChat re-delivery (TTL)
-    <ns>:user:<openid>                 HASH    who this person is right now (role, active ticket, intake)
+    <ns>:user:<openid>                 HASH    who this person is right now (role, active ticket + ``also``: their other open ones, intake)
     <ns>:user:<openid>:lock            STRING  per-person lock (intake answers land in order)
     <ns>:user:<openid>:tickets         LIST    ticket numbers this consumer opened, newest first
     <ns>:ticket:<no>                   HASH    a ticket (工单): facts, routing, state, parties, clocks
@@ -22,6 +22,20 @@ Format (``<ns>`` is the configurable namespace, default ``med``; tests use their
     <ns>:outbox:dead                   HASH    dead letters: id → JSON (message or media download, with reason)
     <ns>:outbox:alarm                  HASH    refused APIs (48001, token refused): API path → JSON (first seen)
     <ns>:media:<media_id>              STRING  JSON evidence: sha256, path (under data_dir), size, content_type, at
+    <ns>:dashboard:secret              STRING  the staff dashboard's session-signing key when config has none (shared by workers)
+    <ns>:dashboard:session:<sid>       STRING  a dashboard login: session id → staff id (TTL = session lifetime; logout deletes)
+    <ns>:dashboard:login_failures:<name> STRING failed dashboard logins for a staff name (TTL = lockout window)
+    <ns>:clocks                        prefix  RQ queue of ticket clocks; jobs ``<ns>-clock-<no>-<kind>``
+    <ns>:staff:<id>                    HASH    a staff member: name, unit, role, openid, created_at, bind_code, password
+    <ns>:staff:ids                     ZSET    every staff id, scored by creation time
+    <ns>:staff:by_openid               HASH    bound WeChat openid → staff id (who is this sender?)
+    <ns>:staff:by_name                 HASH    name → staff id (names are unique: the dashboard logs in by name)
+    <ns>:staff:<id>:login              STRING  a one-time dashboard login code (TTL)
+    <ns>:staff:bind:<code>             STRING  a one-time binding code (``绑定 <code>``) → staff id (TTL)
+    <ns>:staff:bind_failures:<openid>  STRING  wrong binding codes sent by this openid (TTL: the counting window)
+    <ns>:seq:staff                     STRING  staff id counter (ids S001, S002, …; never reused)
+    <ns>:audit                         STREAM  every operator command and state change: at, actor, action, detail, no
+    <ns>:ticket:<no>:audit             STREAM  the same entries for one ticket: its timeline
 
 The test in tests/test_keys.py pins these strings: change them only with a migration.
 """
@@ -94,3 +108,57 @@ class Keys:
 
     def media(self, media_id: str) -> str:
         return f"{self.ns}:media:{media_id}"
+
+    def clock_job(self, no: str, kind: str) -> str:
+        """RQ job id of a ticket's clock (one per ticket and kind: rescheduling replaces it).
+        RQ keeps it under ``rq:job:<id>``; ids allow letters, digits, '-' and '_'."""
+        return f"{self.ns}-clock-{no}-{kind}"
+
+    def clocks_queue(self) -> str:
+        return f"{self.ns}:clocks"
+
+    # --- staff dashboard (bot/dashboard.py) ---------------------------------------------------
+    def dashboard_secret(self) -> str:
+        return f"{self.ns}:dashboard:secret"
+
+    def dashboard_session(self, sid: str) -> str:
+        return f"{self.ns}:dashboard:session:{sid}"
+
+    def login_failures(self, name: str) -> str:
+        return f"{self.ns}:dashboard:login_failures:{name}"
+
+    # --- staff and the audit trail (issue 4: storage/staff.py, storage/audit.py) --------------
+    # Staff ids are "S" + digits, so they never collide with "ids", "by_openid", "by_name", "bind".
+    def staff(self, staff_id: str) -> str:
+        return f"{self.ns}:staff:{staff_id}"
+
+    def staff_ids(self) -> str:
+        return f"{self.ns}:staff:ids"
+
+    def staff_by_openid(self) -> str:
+        return f"{self.ns}:staff:by_openid"
+
+    def staff_by_name(self) -> str:
+        return f"{self.ns}:staff:by_name"
+
+    def staff_login_code(self, staff_id: str) -> str:
+        return f"{self.ns}:staff:{staff_id}:login"
+
+    def staff_bind_code(self, code: str) -> str:
+        return f"{self.ns}:staff:bind:{code}"
+
+    def staff_bind_failures(self, openid: str) -> str:
+        return f"{self.ns}:staff:bind_failures:{openid}"
+
+    def staff_seq(self) -> str:
+        return f"{self.ns}:seq:staff"
+
+    def audit(self) -> str:
+        return f"{self.ns}:audit"
+
+    def ticket_audit(self, no: str) -> str:
+        return f"{self.ns}:ticket:{no}:audit"
+
+    def ticket_scan(self) -> str:
+        """SCAN pattern over ticket keys; callers keep ``<ns>:ticket:<no>`` (no further ':')."""
+        return f"{self.ns}:ticket:*"

@@ -168,3 +168,19 @@ class Store:
         raw = self.r.mget([self.keys.media(m) for m in ticket.photos])
         return [dict(json.loads(r), media_id=m, stored=True) if r else {"media_id": m, "stored": False}
                 for m, r in zip(ticket.photos, raw)]
+
+    # --- many tickets at once (issue 4: operator lists, statistics, the mobile team's view) -----
+    def load_tickets(self, numbers: list[str]) -> list[Ticket]:
+        """Several tickets in one round trip, in the order given; missing ones are skipped."""
+        pipe = self.r.pipeline(transaction=False)
+        for no in numbers:
+            pipe.hgetall(self.keys.ticket(no))
+        return [Ticket.from_fields(f) for f in pipe.execute() if f] if numbers else []
+
+    def all_ticket_numbers(self) -> list[str]:
+        """Every ticket ever opened, by SCAN (there is no index of finished tickets yet). A
+        district's few thousand tickets a year scan in milliseconds; statistics and the mobile
+        team's view of finished tickets need them, the work lists use ``open_ticket_numbers``."""
+        prefix = self.keys.ticket("")
+        return sorted(key[len(prefix):] for key in self.r.scan_iter(match=self.keys.ticket_scan(), count=1000)
+                      if ":" not in key[len(prefix):])

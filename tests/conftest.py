@@ -125,3 +125,18 @@ def deliver(services, standin):
 
     yield run
     init_worker(None)
+
+
+@pytest.fixture
+def bind_staff(services, wechat):
+    """Register a staff member the way ``python -m bot staff add`` does, then bind their WeChat
+    the way a person does: by sending ``绑定 <code>`` to the webhook. Returns the bound record."""
+    from bot.commands.staff import add_staff
+
+    def bind(openid: str, name: str, unit: str, role: str):
+        record, code = add_staff(services, name, unit, role)
+        reply = wechat.text(openid, f"绑定 {code}")
+        assert "绑定成功" in reply.content, reply.content
+        return services.staff.get(record.id)
+
+    return bind

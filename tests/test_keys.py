@@ -23,3 +23,18 @@ def test_key_strings_are_stable():
 
 def test_namespace_isolates_deployments():
     assert Keys("test").ticket("X").startswith("test:")
+
+
+def test_staff_and_audit_key_strings_are_stable():
+    k = Keys("med")
+    assert k.staff("S001") == "med:staff:S001"
+    assert k.staff_ids() == "med:staff:ids"
+    assert k.staff_by_openid() == "med:staff:by_openid"
+    assert k.staff_by_name() == "med:staff:by_name"
+    assert k.staff_login_code("S001") == "med:staff:S001:login"
+    assert k.staff_bind_code("12345678") == "med:staff:bind:12345678"
+    assert k.staff_bind_failures("oA") == "med:staff:bind_failures:oA"
+    assert k.staff_seq() == "med:seq:staff"
+    assert k.audit() == "med:audit"
+    assert k.ticket_audit("LZ-1") == "med:ticket:LZ-1:audit"
+    assert k.ticket_scan() == "med:ticket:*"
