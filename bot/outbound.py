@@ -129,7 +129,8 @@ class Outbound:
         self.settings = settings
         self.clock = clock
 
-    def after_message(self, incoming: Incoming, messages: Iterable[Outgoing]) -> int:
+    def after_message(self, incoming: Incoming, messages: Iterable[Outgoing],
+                      also: Callable[[Any], None] | None = None) -> int:
         """Called once per handled webhook delivery, after the handler succeeded.
 
         One pipeline: the sender's new window, how many messages wait for them, the handler's
@@ -143,16 +144,18 @@ class Outbound:
             jobs.append(self._media_job(incoming.media_id, incoming.openid, incoming.kind))
         interacted = bool(incoming.openid) and (
             incoming.kind != "event" or incoming.event in INTERACTION_EVENTS)
-        if not jobs and not interacted:
+        if not jobs and not interacted and also is None:
             return 0
         pipe = self.queue.connection.pipeline()
+        if also is not None:
+            also(pipe)  # the caller's own writes (the webhook's remembered reply) ride along
         if interacted:
             self.outbox.pending_count(incoming.openid, pipeline=pipe)
             self.outbox.record_interaction(incoming.openid, now, self.settings.record_ttl, pipeline=pipe)
         if jobs:
             self.queue.enqueue_many(jobs, pipeline=pipe)
         results = pipe.execute()
-        if interacted and results[0]:
+        if interacted and results[1 if also is not None else 0]:
             self.queue.enqueue_many([self._flush_job(incoming.openid)])
         return len(deliveries)
 

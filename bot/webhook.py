@@ -126,8 +126,9 @@ def handle(services, incoming: Incoming) -> str:
         from handlers.texts import SORRY
 
         return SORRY
-    services.outbound.after_message(incoming, ctx.outbox)
-    services.store.remember_reply(fingerprint, reply, ttl)
+    # One pipeline: the reply remembered for re-deliveries, the sender's window, the queued sends.
+    services.outbound.after_message(
+        incoming, ctx.outbox, also=lambda pipe: services.store.remember_reply(fingerprint, reply, ttl, pipeline=pipe))
     return reply
 
 

@@ -6,8 +6,6 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Iterator
 
-from redis.exceptions import LockError
-
 from flows.mediation import ROLE_LABELS, Ticket, fire
 from handlers.base import Context
 from storage.store import CHINA
@@ -30,22 +28,26 @@ def ticket_session(ctx: Context, no: str) -> Iterator[tuple[Ticket, Any]]:
     The read happens after the lock (aiogram #1317): three parties write the same ticket
     from different worker processes. If the body raises, nothing is written.
     """
-    lock = ctx.store.ticket_lock(no)
-    if not lock.acquire():
+    lock_key = ctx.store.keys.ticket_lock(no)
+    token, fields = ctx.store.lock_and_read(lock_key, ctx.store.keys.ticket(no))
+    if token is None:
         raise Busy(no)
+    released = False
     try:
-        ticket = ctx.store.load_ticket(no)
-        if ticket is None:
+        if not fields:
             raise NoSuchTicket(no)
+        ticket = Ticket.from_fields(fields)
         pipe = ctx.store.pipeline()
         yield ticket, pipe
         ctx.store.save_ticket(ticket, pipe)
+        # Released inside the same MULTI/EXEC as the write: one round trip, and no moment
+        # where the new state is written but another request still sees the lock as ours.
+        ctx.store.release(lock_key, token, pipeline=pipe)
         pipe.execute()
+        released = True
     finally:
-        try:
-            lock.release()
-        except LockError:
-            pass  # the lock timed out while we worked; the write above already happened
+        if not released:
+            ctx.store.release(lock_key, token)
 
 
 def mask_phone(phone: str) -> str:

@@ -78,7 +78,7 @@ class Outbox:
     # --- windows -----------------------------------------------------------------------------
     def record_interaction(self, openid: str, at: float, ttl: int, pipeline: Any = None) -> None:
         """The person wrote to the account (or followed / scanned / clicked): a new window."""
-        target = pipeline or self.r
+        target = pipeline if pipeline is not None else self.r
         key = self.keys.user_window(openid)
         target.hset(key, mapping={"at": repr(float(at)), "sent": 0})
         target.hincrby(key, "n", 1)
@@ -105,7 +105,7 @@ class Outbox:
 
     # --- pending -----------------------------------------------------------------------------
     def pending_count(self, openid: str, pipeline: Any = None) -> int | Any:
-        return (pipeline or self.r).llen(self.keys.user_pending(openid))
+        return (pipeline if pipeline is not None else self.r).llen(self.keys.user_pending(openid))
 
     def park(self, openid: str, message: dict[str, Any]) -> int:
         """Append a message to the person's pending list; returns how many now wait."""
@@ -117,7 +117,7 @@ class Outbox:
 
     def pop_head(self, openid: str, pipeline: Any = None) -> None:
         """Remove the oldest pending message (caller holds the person's delivery lock)."""
-        (pipeline or self.r).lpop(self.keys.user_pending(openid))
+        (pipeline if pipeline is not None else self.r).lpop(self.keys.user_pending(openid))
 
     def pending(self, openid: str) -> list[dict[str, Any]]:
         return [json.loads(raw) for raw in self.r.lrange(self.keys.user_pending(openid), 0, -1)]
@@ -151,7 +151,7 @@ class Outbox:
     # --- dead letters ------------------------------------------------------------------------
     def add_dead(self, record: dict[str, Any], pipeline: Any = None) -> str:
         record = dict(record, dead_at=round(self.clock(), 3))
-        (pipeline or self.r).hset(self.keys.dead_letters(), record["id"],
+        (pipeline if pipeline is not None else self.r).hset(self.keys.dead_letters(), record["id"],
                                   json.dumps(record, ensure_ascii=False))
         return record["id"]
 
@@ -174,7 +174,7 @@ class Outbox:
     def remove_dead(self, *record_ids: str, pipeline: Any = None) -> int | Any:
         if not record_ids:
             return 0
-        return (pipeline or self.r).hdel(self.keys.dead_letters(), *record_ids)
+        return (pipeline if pipeline is not None else self.r).hdel(self.keys.dead_letters(), *record_ids)
 
     # --- alarm (48001) -----------------------------------------------------------------------
     def raise_alarm(self, api: str, errcode: int | None, errmsg: str, detail: str = "") -> bool:

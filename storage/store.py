@@ -20,7 +20,19 @@ from flows.mediation import Ticket
 from storage.keys import Keys
 
 CHINA = timezone(timedelta(hours=8))
-PENDING = "\x00pending"  # dedupe marker while the first delivery is still being handled
+PENDING = "\x00pending"
+
+# Lock and read in one round trip; the lock is a token so only its owner can release it.
+LOCK_AND_READ = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1, redis.call('HGETALL', KEYS[2])}
+end
+return {0, {}}
+"""
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""  # dedupe marker while the first delivery is still being handled
 
 
 class Store:
@@ -42,7 +54,7 @@ class Store:
 
     def remember_reply(self, fingerprint: str, reply: str, ttl: int = defaults.DEDUPE_TTL_SECONDS,
                        pipeline: Any = None) -> None:
-        (pipeline or self.r).set(self.keys.dedupe(fingerprint), reply, ex=ttl)
+        (pipeline if pipeline is not None else self.r).set(self.keys.dedupe(fingerprint), reply, ex=ttl)
 
     def forget_delivery(self, fingerprint: str) -> None:
         """The handler failed: let WeChat's retry run it again instead of replaying nothing."""
@@ -53,7 +65,7 @@ class Store:
         return self.r.hgetall(self.keys.user(openid))
 
     def save_user(self, openid: str, fields: dict[str, str], pipeline: Any = None) -> None:
-        target = pipeline or self.r
+        target = pipeline if pipeline is not None else self.r
         keep = {k: v for k, v in fields.items() if v not in (None, "")}
         drop = [k for k, v in fields.items() if v in (None, "")]
         if keep:
@@ -64,6 +76,28 @@ class Store:
     def user_lock(self, openid: str) -> redis.lock.Lock:
         return self.r.lock(self.keys.user_lock(openid), timeout=defaults.LOCK_TIMEOUT_SECONDS,
                            blocking_timeout=defaults.LOCK_WAIT_SECONDS)
+
+    # --- one round trip locks -----------------------------------------------------------------
+    def lock_and_read(self, lock_key: str, hash_key: str, timeout: float = defaults.LOCK_TIMEOUT_SECONDS,
+                      wait: float = defaults.LOCK_WAIT_SECONDS) -> tuple[str | None, dict[str, str]]:
+        """Take ``lock_key`` and read ``hash_key`` in one round trip (the read happens only
+        once the lock is ours). Returns (token, fields); token is None if the lock stayed busy
+        for ``wait`` seconds. Release with ``release`` — inside the write's MULTI when possible."""
+        token = secrets.token_hex(8)
+        deadline = time.monotonic() + wait
+        pause = 0.002
+        while True:
+            got, flat = self.r.eval(LOCK_AND_READ, 2, lock_key, hash_key, token, int(timeout * 1000))
+            if got:
+                return token, dict(zip(flat[::2], flat[1::2]))
+            if time.monotonic() >= deadline:
+                return None, {}
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def release(self, lock_key: str, token: str, pipeline: Any = None) -> None:
+        """Drop the lock only if it is still ours (it may have expired and been retaken)."""
+        (pipeline if pipeline is not None else self.r).eval(RELEASE, 1, lock_key, token)
 
     # --- tickets -----------------------------------------------------------------------------
     def ticket_lock(self, no: str) -> redis.lock.Lock:
@@ -84,7 +118,7 @@ class Store:
         return Ticket.from_fields(fields) if fields else None
 
     def save_ticket(self, ticket: Ticket, pipeline: Any = None) -> None:
-        target = pipeline or self.r
+        target = pipeline if pipeline is not None else self.r
         target.hset(self.keys.ticket(ticket.no), mapping=ticket.to_fields())
         if ticket.is_open:
             target.zadd(self.keys.open_tickets(), {ticket.no: ticket.response_due})
@@ -92,7 +126,7 @@ class Store:
             target.zrem(self.keys.open_tickets(), ticket.no)
 
     def add_consumer_ticket(self, openid: str, no: str, pipeline: Any = None) -> None:
-        (pipeline or self.r).lpush(self.keys.user_tickets(openid), no)
+        (pipeline if pipeline is not None else self.r).lpush(self.keys.user_tickets(openid), no)
 
     def consumer_tickets(self, openid: str, limit: int = 10) -> list[Ticket]:
         numbers = self.r.lrange(self.keys.user_tickets(openid), 0, limit - 1)
@@ -107,13 +141,13 @@ class Store:
     # --- transcript and settlement -------------------------------------------------------------
     def append_transcript(self, no: str, role: str, text: str, pipeline: Any = None, **extra: Any) -> None:
         entry = {"at": round(self.clock(), 3), "role": role, "text": text, **extra}
-        (pipeline or self.r).rpush(self.keys.transcript(no), json.dumps(entry, ensure_ascii=False))
+        (pipeline if pipeline is not None else self.r).rpush(self.keys.transcript(no), json.dumps(entry, ensure_ascii=False))
 
     def transcript(self, no: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.r.lrange(self.keys.transcript(no), 0, -1)]
 
     def save_settlement(self, no: str, record: dict[str, Any], pipeline: Any = None) -> None:
-        (pipeline or self.r).set(self.keys.settlement(no), json.dumps(record, ensure_ascii=False))
+        (pipeline if pipeline is not None else self.r).set(self.keys.settlement(no), json.dumps(record, ensure_ascii=False))
 
     def settlement(self, no: str) -> dict[str, Any] | None:
         raw = self.r.get(self.keys.settlement(no))
@@ -132,7 +166,7 @@ class Store:
         return self.r.get(self.keys.invite(code))
 
     def drop_invite(self, code: str, pipeline: Any = None) -> None:
-        (pipeline or self.r).delete(self.keys.invite(code))
+        (pipeline if pipeline is not None else self.r).delete(self.keys.invite(code))
 
     def pipeline(self) -> Any:
         return self.r.pipeline(transaction=True)
@@ -153,7 +187,7 @@ class Store:
     # --- evidence (media downloaded by the worker, bot/media.py) --------------------------------
     def save_media(self, media_id: str, record: dict[str, Any], pipeline: Any = None) -> None:
         """media_id → {sha256, path (relative to data_dir), size, content_type, at, ...}."""
-        (pipeline or self.r).set(self.keys.media(media_id), json.dumps(record, ensure_ascii=False))
+        (pipeline if pipeline is not None else self.r).set(self.keys.media(media_id), json.dumps(record, ensure_ascii=False))
 
     def media(self, media_id: str) -> dict[str, Any] | None:
         raw = self.r.get(self.keys.media(media_id))
