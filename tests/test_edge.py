@@ -8,6 +8,7 @@ mediation under concurrent requests from several processes, and restarts mid-con
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import logging
 import os
@@ -329,31 +330,40 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory, redis_handle):
-    """`python -m bot serve` with 3 gunicorn worker processes on the test Redis."""
-    folder = tmp_path_factory.mktemp("serve")
+@contextlib.contextmanager
+def served(folder, redis_url: str, workers: int):
+    """`python -m bot serve` (gunicorn) on a free port against the test Redis; yields its URL."""
+    import requests
+
     config = test_config()
     config.pop("_path", None)
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--config", str(path), "--port", str(port),
-                             "--workers", "3"], cwd=REPO, env=dict(os.environ, REDIS_URL=redis_handle.url),
+                             "--workers", str(workers)], cwd=REPO, env=dict(os.environ, REDIS_URL=redis_url),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    import requests
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                requests.get(url + "/healthz", timeout=1)
+                break
+            except requests.ConnectionError:
+                assert proc.poll() is None and time.time() < deadline, "the server did not start"
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
-    while time.time() < deadline:
-        try:
-            requests.get(url + "/healthz", timeout=1)
-            break
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    yield url, proc
-    proc.terminate()
-    proc.wait(timeout=20)
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory, redis_handle):
+    """Three gunicorn worker processes on the test Redis."""
+    with served(tmp_path_factory.mktemp("serve"), redis_handle.url, workers=3) as url:
+        yield url, None
 
 
 def test_concurrent_photos_from_several_processes_all_land(live_server, redis_data):
@@ -417,31 +427,10 @@ def test_three_parties_changing_one_mediation_at_once(live_server, redis_data):
     assert sum("第" in line for line in transcript) == 30 - len(photos)
 
 
-def test_restarting_the_server_loses_nothing(live_server, redis_data, tmp_path, redis_handle):
-    url, _ = live_server
-    wechat = WeChatSimulator(http_transport(url), token="testtoken")
-    wechat.text(CONSUMER, "华联超市卖过期牛奶，要求退款")
-    # a second, independent server process on the same Redis plays "after the restart"
-    config = test_config()
-    config.pop("_path", None)
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--config", str(path), "--port", str(port),
-                             "--workers", "1"], cwd=REPO, env=dict(os.environ, REDIS_URL=redis_handle.url),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        import requests
-
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.2)
-        again = WeChatSimulator(http_transport(f"http://127.0.0.1:{port}"), token="testtoken")
+def test_restarting_the_server_loses_nothing(redis_data, tmp_path, redis_handle):
+    with served(tmp_path, redis_handle.url, workers=1) as url:
+        WeChatSimulator(http_transport(url), token="testtoken").text(CONSUMER, "华联超市卖过期牛奶，要求退款")
+    # the server process is gone; a new one continues where the conversation stopped
+    with served(tmp_path, redis_handle.url, workers=1) as url:
+        again = WeChatSimulator(http_transport(url), token="testtoken")
         assert "图片" in again.text(CONSUMER, "13800001234").content
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
