@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from flask import Flask
 
+from bot.clocks import Clocks, make_clocks
 from bot.crypto import EdgeCrypto
 from bot.config import ConfigError, data_dir, load_config
 from bot.outbound import DeliverySettings, Outbound, make_queue
@@ -42,6 +43,7 @@ class Services:
     staff: StaffStore  # staff records and WeChat binding (issue 4)
     audit: Audit  # who did what, when (issue 4)
     clock: Callable[[], float] = time.time
+    clocks: Clocks | None = None  # a ticket's deadlines as RQ scheduled jobs (issue 5)
 
 
 def build_services(config: dict[str, Any], redis_handle: RedisHandle | None = None,
@@ -67,6 +69,7 @@ def build_services(config: dict[str, Any], redis_handle: RedisHandle | None = No
         staff=staff,
         audit=Audit(handle.data, keys, clock=clock),
         clock=clock,
+        clocks=make_clocks(handle.raw, keys, clock),
     )
 
 

@@ -5,6 +5,7 @@
     worker   the outbound delivery worker (RQ)
     outbox   what could not be delivered: list | replay [ID|--all] | drop ID | status
     staff    staff: add | list | remove | rebind | password | login-code
+    merchant merchants who settle first (ODR / liaison stations): add | list | import CSV
     triage   how the first message is routed: explain TEXT | eval CSV [--map FILE]
     standin  the local WeChat API stand-in in the foreground
 
@@ -17,10 +18,10 @@ import argparse
 import logging
 import sys
 
-from bot.commands import outbox, run, staff, triage
+from bot.commands import merchant, outbox, run, staff, triage
 from bot.config import ConfigError
 
-COMMAND_MODULES = [run, outbox, staff, triage]
+COMMAND_MODULES = [run, outbox, staff, merchant, triage]
 
 
 def main(argv: list[str] | None = None) -> int:

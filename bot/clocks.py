@@ -7,7 +7,7 @@ restart of the web or worker processes loses nothing. The RQ scheduler inside th
 the same for a given instant (tests move an injected clock instead of sleeping;
 ``python -m bot clocks tick`` runs it by hand).
 
-A job runs ``handlers.clocks.on_clock`` under the ticket's lock. The handler records the
+A job runs ``handlers.clocks.run_clock`` under the ticket's lock. The handler records the
 deadline it fired for on the ticket in the same write as its effects, so a deadline fires at
 most once even if RQ runs the job twice (a worker killed mid-job, a replayed job).
 """
@@ -43,6 +43,8 @@ class Clocks:
         job = self.queue.create_job("bot.clocks.fire", kwargs={"no": no, "kind": kind, "due": due},
                                     job_id=self.keys.clock_job(no, kind), result_ttl=7 * 24 * 3600,
                                     failure_ttl=30 * 24 * 3600, description=f"clock {kind} for {no}")
+        if pipeline is not None:
+            pipeline.lrem(self.queue.key, 0, job.id)  # a released, not yet run old deadline: see cancel
         self.queue.schedule_job(job, datetime.fromtimestamp(due, timezone.utc), pipeline=pipeline)
 
     def cancel(self, no: str, kinds: Iterable[str], pipeline: Any = None) -> None:
@@ -50,6 +52,9 @@ class Clocks:
         for kind in kinds:
             job_id = self.keys.clock_job(no, kind)
             target.zrem(self.registry.key, job_id)
+            # Already released to the queue but not run yet: take it off the queue as well, or a
+            # rescheduled job (same id, new kwargs) would run before its new time.
+            target.lrem(self.queue.key, 0, job_id)
             target.delete(Job.key_for(job_id))
 
     def pending(self, no: str, kinds: Iterable[str]) -> dict[str, float]:

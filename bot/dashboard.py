@@ -197,7 +197,7 @@ def handler_context() -> Context:
     """The handlers' Context for one dashboard request (no incoming WeChat message)."""
     s = _services()
     return Context(store=s.store, router=s.router, directory=s.directory, config=s.config, clock=s.clock,
-                   staff=s.staff, audit=s.audit)
+                   staff=s.staff, audit=s.audit, clocks=s.clocks)
 
 
 PUBLIC_ENDPOINTS = {"dashboard.login", "dashboard.static"}

@@ -87,3 +87,39 @@ global one never loses a ticket's timeline."""
 
 AUDIT_TICKET_MAXLEN = 2_000
 """Entries kept per ticket; a real mediation has a few dozen."""
+
+# --- clocks (issue 5: handlers/clocks.py, bot/clocks.py) -------------------------------------------
+
+REMIND_HOURS = 20
+"""The unit's staff are reminded this long after a ticket arrived if nobody has answered the
+consumer: four hours before the 24-hour response limit, time enough to act in a working day."""
+
+MERCHANT_JOIN_REMIND_HOURS = 24
+"""A merchant invited a day ago who has not joined: the mediator is reminded to chase them."""
+
+MERCHANT_JOIN_ESCALATE_HOURS = 72
+"""Three days without the merchant joining: the case goes to the mobile team (机动维权小分队),
+who can visit the shop; 第二十三条(二) "refuses or does not attend" is theirs to judge."""
+
+PROPOSAL_REMIND_HOURS = 24
+"""A proposal unanswered for a day: whoever has not answered is reminded once."""
+
+PROPOSAL_EXPIRE_HOURS = 72
+"""Unanswered for three days: treated as no answer; mediation goes on without that proposal."""
+
+RATING_TIMEOUT_HOURS = 72
+"""The rating (回访) is asked once; three days without an answer close the ticket unrated."""
+
+MERCHANT_FIRST_WINDOW_HOURS = 24
+"""How long a registered merchant (ODR enterprise, liaison station) has to settle a complaint
+itself before the bureau's unit takes over. The 12315 ODR rule allows 10 working days; the Linzi
+24-hour promise is why the default is one day."""
+
+ACCEPTANCE_WORKDAYS = 7
+"""受理 decided within 7 working days of receipt (暂行办法 第十四条, 消保法 第四十六条)."""
+
+MEDIATION_DAYS = 60
+"""Mediation ends within 60 calendar days of 受理, else 终止调解 reason 五 (办法 第二十三条)."""
+
+REPORT_CHECK_WORKDAYS = 15
+"""A 举报 is checked (核查) within 15 working days of receipt (行政处罚程序规定)."""

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -75,6 +75,7 @@ class Demo:
         self.wechat = wechat
         self.services = services
         self.staff = staff  # unit id → demo staff openid
+        self.scripted_out: Outcome | None = None  # the scripted case running now (its lines on error)
 
     def run_one(self, index: int, text: str, terminate: bool) -> Outcome:
         out = Outcome(index, text)
@@ -164,6 +165,95 @@ class Demo:
             raise RuntimeError(f"ticket ended in state {state}")
         return out
 
+    # --- issue 5: clocks and merchants who settle first ------------------------------------------
+    def _file(self, out: Outcome, say, consumer: str, text: str, merchant: str) -> str:
+        """Intake for a scripted case: answer only what the bot asks."""
+        reply = say("消费者", consumer, text)
+        for _ in range(8):
+            match = TICKET_RE.search(reply)
+            if match:
+                return match.group(1)
+            if "回复“确认”" in reply:
+                reply = say("消费者", consumer, "确认")
+            elif "商家的名称" in reply:
+                reply = say("消费者", consumer, merchant)
+            elif "哪个镇" in reply or "经营者在哪里" in reply:
+                reply = say("消费者", consumer, "稷下街道")
+            else:
+                reply = say("消费者", consumer, "完成")
+        raise RuntimeError(f"no ticket number after intake: {reply[:60]}")
+
+    def _sayer(self, out: Outcome):
+        def say(who: str, openid: str, content: str) -> str:
+            out.lines.append(f"  {who} ▶ {content}")
+            reply = self.wechat.text(openid, content)
+            if reply.status != 200:
+                raise RuntimeError(f"HTTP {reply.status} for {who}: {reply.body[:80]}")
+            if reply.content:
+                out.lines.append(f"      ◀ 公众号：{reply.content}".replace("\n", "\n      "))
+            return reply.content
+        return say
+
+    def escalation(self, index: int) -> Outcome:
+        """Nobody answers a complaint: 25 hours later its response clock escalates it."""
+        from handlers.clocks import run_clock
+
+        out = self.scripted_out = Outcome(index, "（脚本）24小时无人响应 → 自动上报")
+        consumer = f"oDemoConsumer{index:05d}"
+        out.parties = {"consumer": consumer}
+        say = self._sayer(out)
+        from bot.commands.staff import add_staff
+
+        for name, role, openid in (("孙机动", "mobile", "oDemoMobile"), ("赵分管", "leader", "oDemoLeader")):
+            _, code = add_staff(self.services, name, "", role, actor="demo")  # who an escalation reaches
+            say(name, openid, f"绑定 {code}")
+        out.ticket = self._file(out, say, consumer, "我在稷下街道华联超市买的牛奶过期了，喝了肚子疼，要求退款，电话13800008888", "华联超市")
+        ticket = self.services.store.load_ticket(out.ticket)
+        out.routed, out.kind = bool(ticket.category), ticket.kind
+        due = self.services.clocks.pending(out.ticket, ["response"]).get("response")
+        if not due:
+            raise RuntimeError("no 24-hour response clock was scheduled")
+        # The demo cannot wait a day: it runs the clock job's body as the worker would 25 hours
+        # from now (tests/test_clocks.py does the same with real RQ jobs and an injected clock).
+        later = replace(self.services, clock=lambda: time.time() + 25 * 3600)
+        result = run_clock(later, out.ticket, "response", due)
+        again = run_clock(later, out.ticket, "response", due)  # a replayed job changes nothing
+        ticket = self.services.store.load_ticket(out.ticket)
+        out.lines.append(f"  （25小时后）时钟 response：{result}；重放：{again}；工单上报：{ticket.escalated}")
+        if ticket.escalated != "mobile" or again != "already fired":
+            raise RuntimeError("the missed deadline was not escalated exactly once")
+        out.kind = "escalated"  # still open: the delivery check for finished mediations does not apply
+        return out
+
+    def merchant_first(self, index: int) -> Outcome:
+        """A complaint about a registered liaison station goes to its contact first, who settles it."""
+        from storage.merchants import MerchantStore
+
+        out = self.scripted_out = Outcome(index, "（脚本）登记的联络站先行和解")
+        consumer, contact = f"oDemoConsumer{index:05d}", "oDemoYinzuoContact"
+        out.parties = {"consumer": consumer, "merchant": contact}
+        say = self._sayer(out)
+        store = MerchantStore(self.services.store.r, self.services.keys)
+        record, code = store.add("淄博银座商城有限公司", "station", ["银座", "银座商城"], "王经理")
+        out.lines.append(f"  管理员 ▶ python -m bot merchant add --name {record.name} --alias 银座 → 绑定码 {code}")
+        if "联系人" not in say("商家联系人", contact, f"绑定 {code}"):
+            raise RuntimeError("the merchant contact could not bind")
+        out.ticket = self._file(out, say, consumer, "在稷下街道银座商城买的羽绒服第一次穿就开线了，要求退货，电话13800007777",
+                                "银座商城稷下店")
+        ticket = self.services.store.load_ticket(out.ticket)
+        out.routed, out.kind = bool(ticket.category), ticket.kind
+        if ticket.state != "self_settling":
+            raise RuntimeError(f"the ticket did not go to the merchant first ({ticket.state})")
+        say("商家联系人", contact, "您好，非常抱歉给您带来不便，我们核实一下。")
+        say("消费者", consumer, "衣服还在，吊牌也在，希望退货。")
+        say("商家联系人", contact, "方案 全额退货退款，并赠送50元购物卡")
+        if "先行和解成功" not in say("消费者", consumer, "同意"):
+            raise RuntimeError("the consumer's acceptance did not settle it")
+        out.settled = True
+        if "办结" not in say("消费者", consumer, "5"):
+            raise RuntimeError("rating did not close the ticket")
+        return out
+
 
 def run_demo(complaints: str | None = None, limit: int = 0, verbose: bool = False,
              data_dir: str | None = None, safe_mode: bool = False) -> int:
@@ -237,6 +327,16 @@ def run_demo(complaints: str | None = None, limit: int = 0, verbose: bool = Fals
                 print(f"progress: {i + 1}/{len(texts)} complaints", file=progress, flush=True)
         if progress.isatty():
             print(file=progress)
+        # Issue 5: two scripted cases after the CSV: a missed 24-hour deadline, a merchant who settles first.
+        for scripted in (demo.escalation, demo.merchant_first):
+            index = len(outcomes)
+            try:
+                outcome = scripted(index)
+            except Exception as exc:  # noqa: BLE001 - counted and shown, the demo goes on
+                outcome = demo.scripted_out or Outcome(index, scripted.__name__)
+                outcome.error = f"{type(exc).__name__}: {exc}"
+            outcomes.append(outcome)
+            _print_conversation(outcome)
         undelivered = _drain(services, worker, timeout=60)
         _check_deliveries(outcomes, standin)
         if verbose or outcomes:

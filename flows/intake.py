@@ -104,7 +104,7 @@ MERCHANT_RE = re.compile(
 MERCHANT_STOP = re.compile(r"^(?:这家|那家|该|到|去|在|他们|这个|那个|网|本|门)")
 PLACES_ENDING_IN_SHOP = re.compile(r"(?:辛店|张店)(?!铺)")
 # "我在华联超市买的" → drop the "我在" that the greedy name pattern swallowed.
-MERCHANT_LEAD = re.compile(r"^(?:我们|我|本人|昨天|今天|前天|上周|刚才|刚刚)?(?:在|去|到|从|于|跟|和)?")
+MERCHANT_LEAD = re.compile(r"^(?:请问|想问一下|想问)?(?:我们|我|本人|昨天|今天|前天|上周|刚才|刚刚)?(?:在|去|到|从|于|跟|和)?")
 
 
 @dataclass(eq=False)  # identity equality: a shared Machine must never confuse two drafts

@@ -25,8 +25,8 @@ from typing import Any
 
 from transitions import Machine, MachineError
 
-STATES = ["submitted", "accepted", "mediating", "proposal", "settled", "terminated", "closed"]
-OPEN_STATES = ["submitted", "accepted", "mediating", "proposal"]
+STATES = ["submitted", "accepted", "mediating", "proposal", "settled", "terminated", "closed", "self_settling"]
+OPEN_STATES = ["submitted", "accepted", "mediating", "proposal", "self_settling"]
 
 TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "accept", "source": "submitted", "dest": "accepted"},
@@ -46,6 +46,13 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "escalate", "source": OPEN_STATES + ["settled", "terminated"], "dest": None,
      "before": "set_escalation"},
     {"trigger": "reopen", "source": ["settled", "terminated", "closed"], "dest": "accepted", "before": "set_reopened"},
+    # issue 5: merchant-first settlement (ODR enterprise / liaison station), clocks
+    {"trigger": "merchant_first", "source": "submitted", "dest": "self_settling", "before": "set_merchant_first"},
+    {"trigger": "offer", "source": "self_settling", "dest": None, "before": "set_proposal"},
+    {"trigger": "accept_offer", "source": "self_settling", "dest": "settled", "conditions": "has_proposal",
+     "before": "set_self_settled"},
+    {"trigger": "hand_over", "source": "self_settling", "dest": "submitted", "before": "set_handed_over"},
+    {"trigger": "expire_proposal", "source": "proposal", "dest": "mediating", "before": "clear_proposal"},
 ]
 
 MACHINE = Machine(
@@ -67,6 +74,11 @@ NOT_NOW = {
     "settle": "只有已受理、尚未结束的工单才能记录调解成功。",
     "escalate": "该工单已办结，请先用 /reopen 重新开启。",
     "reopen": "只有已结束的工单才能重新开启。",
+    "merchant_first": "只有刚提交的工单才能先交商家和解。",
+    "offer": "该工单不在商家先行和解阶段。",
+    "accept_offer": "商家还没有提出和解方案。",
+    "hand_over": "该工单不在商家先行和解阶段。",
+    "expire_proposal": "目前没有待确认的调解方案。",
 }
 
 # 终止调解 reasons, 办法 第二十三条 (DOMAIN.md §1.6); issue 4 makes staff pick one by code.
@@ -85,7 +97,7 @@ TERMINATION_REASONS = {
 ESCALATION_LEVELS = {"mobile": "机动维权小分队", "consult": "会商"}
 
 # Issue 6: steps that bring in the merchant or settle with them; a 举报/咨询 ticket refuses them.
-MEDIATION_ONLY = {"invite", "join", "propose", "agree", "decline", "settle"}
+MEDIATION_ONLY = {"invite", "join", "propose", "agree", "decline", "settle", "merchant_first", "offer", "accept_offer"}
 NOT_MEDIABLE = "举报和咨询工单不进行调解，不能邀请商家或提出调解方案；处理完毕请用 /close 写明结果办结。"
 
 ROLE_LABELS = {"consumer": "消费者", "merchant": "商家", "mediator": "调解员", "system": "系统"}
@@ -134,6 +146,18 @@ class Ticket:
     place: str = ""  # where the merchant is, as the consumer said it (town / location label)
     related: list[str] = field(default_factory=list)  # the other half of a 投诉+举报 message
     repeats: int = 0  # how often the same consumer filed the same matter again (joined, not duplicated)
+    # issue 5: clocks (handlers/clocks.py), merchant-first settlement, follow-up
+    responded_at: float = 0.0  # first response of the unit to the consumer (take, /reply): stops the 24 h clock
+    deadlines: list[list[Any]] = field(default_factory=list)  # [[kind, due], ...] scheduled as RQ jobs now
+    fired: list[str] = field(default_factory=list)  # "kind@due" of every deadline that fired (at most once each)
+    overdue: list[str] = field(default_factory=list)  # statutory/SLA limits passed: response, acceptance, ...
+    invited_at: float = 0.0  # last /invite (merchant join clock)
+    proposed_at: float = 0.0  # last /propose (proposal answer clock)
+    merchant_id: str = ""  # registered merchant (ODR enterprise / liaison station) matched at intake
+    self_settle_due: float = 0.0  # end of the merchant-first window (0: no window)
+    self_settled: int = 0  # 1: settled by the merchant before the bureau stepped in (先行和解)
+    handed_over: str = ""  # why the merchant-first window ended without a settlement
+    followed_up: str = ""  # the consumer's words when a follow-up (回访) reopened the case
 
     # --- conditions and callbacks named in TRANSITIONS ---------------------------------------
     def all_agreed(self, **_: Any) -> bool:
@@ -183,6 +207,27 @@ class Ticket:
         self.terminated_reason = ""
         self.ended_at = 0.0
         self.closed_at = 0.0
+
+    def set_merchant_first(self, merchant_id: str = "", contact: str = "", due: float = 0.0, **_: Any) -> None:
+        self.merchant_id = merchant_id
+        self.merchant = contact
+        self.self_settle_due = due
+
+    def has_proposal(self, **_: Any) -> bool:
+        return bool(self.proposal)
+
+    def set_self_settled(self, at: float = 0.0, **_: Any) -> None:
+        self.self_settled = 1
+        self.settled_at = at
+        self.agreed = ["merchant", "consumer"]
+
+    def set_handed_over(self, reason: str = "", response_due: float = 0.0, **_: Any) -> None:
+        """The window ended without a settlement: the handling unit takes over, from now."""
+        self.handed_over = reason
+        self.merchant = ""
+        self.proposal = ""
+        self.agreed = []
+        self.response_due = response_due
 
     @property
     def mediable(self) -> bool:

@@ -6,7 +6,8 @@ it and turns a refused step into a Chinese answer instead of an exception.
 
 A line starting with "/" is an operator command only for staff (``operator.execute`` checks
 the role); from anyone else it gets a plain Chinese answer and nothing else happens.
-``绑定 <code>`` binds the sender's WeChat to a staff record registered with ``staff add``.
+``绑定 <code>`` binds the sender's WeChat to a staff record registered with ``staff add``, or
+to a merchant contact registered with ``merchant add`` (issue 5).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 
 from flows.mediation import NotAllowed
-from handlers import consumer, merchant, operator, texts
+from handlers import consumer, merchant, merchant_first, operator, texts
 from handlers.base import Context, Incoming
 from handlers.common import Busy, NoSuchTicket
 
@@ -71,7 +72,8 @@ def _route(ctx: Context, msg: Incoming) -> str | None:
     text = msg.text.strip() if msg.kind == "text" else ""
     bind_code = operator.bind_code_in(text)
     if bind_code:
-        return operator.bind(ctx, msg.openid, bind_code)
+        # A merchant contact's code (issue 5) first: it is a plain lookup; a staff code counts failures.
+        return merchant_first.bind_contact(ctx, msg.openid, bind_code) or operator.bind(ctx, msg.openid, bind_code)
     staff = ctx.directory.staff_for(msg.openid)
     if text.startswith(operator.SLASHES):
         if staff is not None:

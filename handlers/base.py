@@ -138,6 +138,7 @@ class Context:
     outbox: list[Outgoing] = field(default_factory=list)
     staff: StaffStore | None = None
     audit: Audit | None = None
+    clocks: Any = None  # bot.clocks.Clocks: the ticket's deadlines (issue 5)
 
     def __post_init__(self) -> None:
         # Whoever builds a Context (webhook, dashboard, a clock job) gets a working staff store
@@ -146,6 +147,13 @@ class Context:
             self.staff = self.directory.store or StaffStore(self.store.r, self.store.keys, clock=self.clock)
         if self.audit is None:
             self.audit = Audit(self.store.r, self.store.keys, clock=self.clock)
+        if self.clocks is None:
+            # Handlers only schedule and cancel deadlines, and only inside their write pipeline:
+            # plain writes, which the decoding connection makes as well as the raw one. Reading
+            # jobs back (release_due, the worker) uses Services.clocks on the raw connection.
+            from bot.clocks import make_clocks
+
+            self.clocks = make_clocks(self.store.r, self.store.keys, self.clock)
 
     def now(self) -> float:
         return self.clock()

@@ -39,6 +39,9 @@ def ticket_session(ctx: Context, no: str) -> Iterator[tuple[Ticket, Any]]:
         ticket = Ticket.from_fields(fields)
         pipe = ctx.store.pipeline()
         yield ticket, pipe
+        from handlers import clocks  # handlers.clocks builds on this module
+
+        clocks.sync(ctx, ticket, pipe)  # deadlines follow the state, in the same MULTI/EXEC
         ctx.store.save_ticket(ticket, pipe)
         # Released inside the same MULTI/EXEC as the write: one round trip, and no moment
         # where the new state is written but another request still sees the lock as ours.

@@ -17,7 +17,8 @@ from typing import Any
 from flows import intake
 from flows.mediation import Ticket, fire
 from flows.triage import Early, Plan, Triage
-from handlers import texts
+from handlers import followup, merchant_first, texts
+from handlers import clocks as ticket_clocks
 from handlers.base import Context, Incoming
 from handlers.common import RATING_PROMPT, clock_text, relay, ticket_line, ticket_session, vote
 
@@ -206,6 +207,8 @@ def _open_ticket(ctx: Context, openid: str, draft: intake.IntakeDraft) -> str:
         ticket.station = plan.station
         ticket.place = plan.place
         ticket.related = [n for n in numbers if n != ticket.no]
+        merchant_first.offer_first(ctx, ticket, pipe)  # issue 5: a registered merchant settles first
+        ticket_clocks.sync(ctx, ticket, pipe)  # issue 5: its deadlines are born in the same write
         ctx.store.save_ticket(ticket, pipe)
         ctx.store.add_consumer_ticket(openid, ticket.no, pipe)
         unit_name = ctx.directory.unit_name(ticket.unit)
@@ -223,8 +226,9 @@ def _open_ticket(ctx: Context, openid: str, draft: intake.IntakeDraft) -> str:
     pipe.execute()
 
     for plan, ticket in new:
-        _notify_staff(ctx, ticket, plan)
-    return _confirmation(ctx, joined, new, hours)
+        if ticket.state != "self_settling":  # issue 5: the unit hears of it only if the merchant does not settle
+            _notify_staff(ctx, ticket, plan)
+    return _confirmation(ctx, joined, new, hours) + merchant_first.confirmation_note(ctx, [t for _, t in new])
 
 
 def _remember(ctx: Context, openid: str, user: dict[str, str], primary: str, numbers: list[str], pipe: Any) -> None:
@@ -348,6 +352,8 @@ def _on_ticket(ctx: Context, msg: Incoming, no: str) -> str | None:
             return "图片已作为证据存入工单。"
         if ticket.state in ("settled", "terminated"):
             return _rate(ctx, ticket, text, pipe)
+        if ticket.state == "self_settling":  # issue 5: talking with the merchant who settles first
+            return merchant_first.consumer_says(ctx, ticket, text, pipe)
         if ticket.state == "proposal" and text in AGREE_WORDS | DECLINE_WORDS:
             return vote(ctx, ticket, "consumer", text in AGREE_WORDS, pipe)
         if ticket.state in ("mediating", "proposal"):
@@ -362,6 +368,8 @@ def _on_ticket(ctx: Context, msg: Incoming, no: str) -> str | None:
 
 
 def _rate(ctx: Context, ticket: Ticket, text: str, pipe: Any) -> str:
+    if followup.is_unhappy(text, followup.rating_in(text)):  # issue 5: 回访 reopens for the mobile team
+        return followup.reopen_unsatisfied(ctx, ticket, text, followup.rating_in(text), pipe)
     if text in SKIP_WORDS:
         rating = 0
     elif text in {"1", "2", "3", "4", "5"}:

@@ -90,6 +90,10 @@ def handle(ctx: Context, msg: Incoming, no: str) -> str | None:
             return "图片已记录。"
         if msg.kind != "text":
             return texts.UNSUPPORTED
+        if ticket.state == "self_settling":  # issue 5: settling first, before the bureau steps in
+            from handlers import merchant_first
+
+            return merchant_first.merchant_says(ctx, ticket, text, pipe)
         if ticket.state == "proposal" and text in AGREE_WORDS | DECLINE_WORDS:
             return vote(ctx, ticket, "merchant", text in AGREE_WORDS, pipe)
         if ticket.state in ("mediating", "proposal"):

@@ -175,6 +175,13 @@ def _not_yours(ctx: Context, staff: StaffRecord, ticket: Ticket) -> str:
     return f"工单 {ticket.no} 属于{ctx.directory.unit_name(ticket.unit)}，不在您（{role_name(staff.role)}）的处理范围内。"
 
 
+def _restart_response(ctx: Context, ticket: Ticket) -> None:
+    """退单/转办: the unit that now has the ticket owes the consumer an answer within its own
+    response window; the ticket's clocks move with it (handlers.clocks.sync)."""
+    ticket.responded_at = 0.0
+    ticket.response_due = ctx.now() + float(ctx.config["tickets"]["response_hours"]) * 3600
+
+
 def _release(ctx: Context, ticket: Ticket, mediator: str, invite_code: str, pipe: Any) -> None:
     """After 退单/转办: the old invitation stops working and the old mediator leaves the room."""
     if invite_code:
@@ -320,6 +327,7 @@ def take_command(ctx: Context, staff: StaffRecord, no: str) -> str:
         ticket.mediator = staff.openid
         ticket.mediator_id = staff.id
         ticket.accepted_at = ctx.now()
+        ticket.responded_at = ticket.responded_at or ctx.now()  # stops the 24-hour clock (issue 5)
         if staff.openid:
             ctx.store.save_user(staff.openid, {"mediating": ticket.no}, pipeline=pipe)
         ctx.store.append_transcript(ticket.no, "system", f"{staff.name}受理", pipeline=pipe, event="accepted")
@@ -327,6 +335,19 @@ def take_command(ctx: Context, staff: StaffRecord, no: str) -> str:
                  f"您的工单 {ticket.no} 已由【{ctx.directory.unit_name(ticket.unit)}】受理，调解员正在联系商家。",
                  kind="notice", ticket=ticket.no)
     return f"已受理 {no}。用 /invite {no} 生成商家邀请码。"
+
+
+@operator_command("reply", alias="答复", args="no text...", roles=WORK,
+                  help="答复消费者（受理前也可）：文字发给消费者并记入工单，算作24小时内的响应")
+def reply_command(ctx: Context, staff: StaffRecord, no: str, text: str) -> str:
+    with _session(ctx, staff, no) as (ticket, pipe):
+        if not ticket.is_open:
+            raise Refused(f"工单 {no} 已经结束；如需继续处理，请先 /reopen {no} <原因>。")
+        ticket.responded_at = ticket.responded_at or ctx.now()  # stops the 24-hour clock
+        ctx.store.append_transcript(ticket.no, "mediator", text, pipeline=pipe, event="replied", staff=staff.id)
+        ctx.send(ticket.consumer, f"【{ctx.directory.unit_name(ticket.unit)}】关于工单 {ticket.no}：{text}",
+                 kind="notice", ticket=ticket.no)
+    return f"已答复消费者（工单 {no}）。"
 
 
 @operator_command("return", alias="退单", args="no reason...", roles=("unit", "mobile", "admin"),
@@ -338,6 +359,7 @@ def return_command(ctx: Context, staff: StaffRecord, no: str, reason: str) -> st
             raise Refused(f"工单 {no} 已在{ctx.directory.unit_name(intake)}待分派，无需退单。")
         old_unit, mediator, code = ticket.unit, ticket.mediator, ticket.invite_code
         fire(ticket, "send_back", unit=intake, reason=reason)
+        _restart_response(ctx, ticket)
         _release(ctx, ticket, mediator, code, pipe)
         ctx.store.append_transcript(ticket.no, "system", f"{ctx.directory.unit_name(old_unit)}退单：{reason}",
                                     pipeline=pipe, event="returned")
@@ -362,6 +384,7 @@ def transfer_command(ctx: Context, staff: StaffRecord, no: str, unit: str) -> st
             raise Refused(f"工单 {no} 已在{target.name}。")
         mediator, code = ticket.mediator, ticket.invite_code
         fire(ticket, "transfer", unit=target.id)
+        _restart_response(ctx, ticket)
         _release(ctx, ticket, mediator, code, pipe)
         ctx.store.append_transcript(ticket.no, "system", f"转办至{target.name}", pipeline=pipe, event="transferred")
         for member in ctx.directory.staff_of(target.id):
@@ -386,6 +409,7 @@ def invite_command(ctx: Context, staff: StaffRecord, no: str) -> str:
         if ticket.invite_code:
             ctx.store.drop_invite(ticket.invite_code, pipeline=pipe)
         ticket.invite_code = ctx.store.create_invite(ticket.no)
+        ticket.invited_at = ctx.now()  # the merchant-join clocks count from here (issue 5)
         code = ticket.invite_code
     return (f"工单 {no} 的商家邀请码：{code}\n二维码场景值：{scene_for(code)}\n"
             f"请商家关注本公众号后发送“{code}”，或扫描该场景值的二维码，即可加入调解。")
@@ -430,6 +454,7 @@ def leave_command(ctx: Context, staff: StaffRecord) -> str:
 def propose_command(ctx: Context, staff: StaffRecord, no: str, terms: str) -> str:
     with _session(ctx, staff, no) as (ticket, pipe):
         fire(ticket, "propose", terms=terms)
+        ticket.proposed_at = ctx.now()  # the answer clocks count from here (issue 5)
         ctx.store.append_transcript(ticket.no, "mediator", f"调解方案：{terms}", pipeline=pipe, event="proposal")
         text = f"调解员提出调解方案（工单 {ticket.no}）：\n{terms}\n同意请回复“同意”，不同意请回复“不同意”。"
         ctx.send(ticket.consumer, text, kind="proposal", ticket=ticket.no)

@@ -34,6 +34,11 @@ Format (``<ns>`` is the configurable namespace, default ``med``; tests use their
     <ns>:staff:bind:<code>             STRING  a one-time binding code (``绑定 <code>``) → staff id (TTL)
     <ns>:staff:bind_failures:<openid>  STRING  wrong binding codes sent by this openid (TTL: the counting window)
     <ns>:seq:staff                     STRING  staff id counter (ids S001, S002, …; never reused)
+    <ns>:merchant:<id>                 HASH    a registered merchant (ODR enterprise / liaison station): name, kind, aliases, contact, openid, bind_code
+    <ns>:merchant:ids                  ZSET    every registered merchant id (M001, …), scored by creation time
+    <ns>:merchant:by_openid            HASH    bound contact openid → merchant id
+    <ns>:merchant:bind:<code>          STRING  a one-time binding code (``绑定 <code>``) → merchant id (TTL)
+    <ns>:seq:merchant                  STRING  merchant id counter
     <ns>:audit                         STREAM  every operator command and state change: at, actor, action, detail, no
     <ns>:ticket:<no>:audit             STREAM  the same entries for one ticket: its timeline
 
@@ -152,6 +157,23 @@ class Keys:
 
     def staff_seq(self) -> str:
         return f"{self.ns}:seq:staff"
+
+    # --- merchants who settle first (issue 5: storage/merchants.py) ------------------------------
+    # Merchant ids are "M" + digits, so they never collide with "ids", "by_openid", "bind".
+    def merchant(self, merchant_id: str) -> str:
+        return f"{self.ns}:merchant:{merchant_id}"
+
+    def merchant_ids(self) -> str:
+        return f"{self.ns}:merchant:ids"
+
+    def merchant_by_openid(self) -> str:
+        return f"{self.ns}:merchant:by_openid"
+
+    def merchant_bind_code(self, code: str) -> str:
+        return f"{self.ns}:merchant:bind:{code}"
+
+    def merchant_seq(self) -> str:
+        return f"{self.ns}:seq:merchant"
 
     def audit(self) -> str:
         return f"{self.ns}:audit"

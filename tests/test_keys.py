@@ -38,3 +38,14 @@ def test_staff_and_audit_key_strings_are_stable():
     assert k.audit() == "med:audit"
     assert k.ticket_audit("LZ-1") == "med:ticket:LZ-1:audit"
     assert k.ticket_scan() == "med:ticket:*"
+
+
+def test_clock_and_merchant_key_strings_are_stable():
+    k = Keys("med")
+    assert k.clock_job("LZ-20261203-0001", "response") == "med-clock-LZ-20261203-0001-response"
+    assert k.clocks_queue() == "med:clocks"
+    assert k.merchant("M001") == "med:merchant:M001"
+    assert k.merchant_ids() == "med:merchant:ids"
+    assert k.merchant_by_openid() == "med:merchant:by_openid"
+    assert k.merchant_bind_code("12345678") == "med:merchant:bind:12345678"
+    assert k.merchant_seq() == "med:seq:merchant"

@@ -9,8 +9,6 @@ from __future__ import annotations
 import ast
 import csv
 import re
-import time
-from collections import Counter, defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -263,19 +261,6 @@ def test_router_module_is_pure():
             imported.add((node.module or "").split(".")[0])
     assert imported <= {"__future__", "logging", "re", "unicodedata", "dataclasses", "pathlib",
                         "typing", "jieba", "yaml", "flows"}, imported
-
-
-def test_route_is_fast(rt):
-    text = "我在临淄区稷下街道的佳惠超市买了一箱牛奶，回家一看生产日期是去年的，已经过期两个月了，要求退款赔偿。"
-    for _ in range(50):
-        rt.route(text)
-    n = 500
-    t0 = time.perf_counter()
-    for _ in range(n):
-        rt.route(text)
-    per_call_ms = (time.perf_counter() - t0) / n * 1000
-    print(f"\nroute(): {per_call_ms:.3f} ms per call on {len(text)} chars")
-    assert per_call_ms < 5  # well under 1 ms on a normal machine; lenient for busy CI
 
 
 # ── the team-written sample set ──────────────────────────────────────────────

@@ -22,7 +22,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     serve.add_argument("--workers", type=int, default=2)
     serve.set_defaults(func=serve_command)
 
-    worker = sub.add_parser("worker", parents=[common], help="run the outbound delivery worker")
+    worker = sub.add_parser("worker", parents=[common], help="run the worker: outbound delivery and ticket clocks (RQ)")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     worker.set_defaults(func=worker_command)
 
@@ -69,6 +69,7 @@ def worker_command(args: argparse.Namespace) -> int:
     from rq import SimpleWorker
 
     from bot.app import build_services
+    from bot.clocks import init_clocks
     from bot.outbound import init_worker
     from bot.wechat_client import BureauWeChatClient
 
@@ -80,8 +81,10 @@ def worker_command(args: argparse.Namespace) -> int:
     queue = services.outbound.queue
     init_worker(client, store=services.store, outbox=services.outbound.outbox, queue=queue, config=config,
                 clock=services.clock)
+    init_clocks(services)  # clock jobs (bot.clocks.fire) reach the handlers through it
     # SimpleWorker: no fork per job; a send is one short HTTP call, forking would cost more.
-    # The scheduler runs the retries that wait (delivery.retry_intervals).
-    worker = SimpleWorker([queue], connection=services.redis.raw, serializer=queue.serializer)
+    # The scheduler runs the retries that wait (delivery.retry_intervals) and releases the
+    # ticket clocks when they are due; both queues use the JSON serializer.
+    worker = SimpleWorker([services.clocks.queue, queue], connection=services.redis.raw, serializer=queue.serializer)
     worker.work(burst=args.burst, with_scheduler=True, logging_level=args.log_level.upper())
     return 0
