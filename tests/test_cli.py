@@ -34,8 +34,9 @@ def run_demo(*args: str, timeout: float = 300) -> tuple[subprocess.CompletedProc
 def test_demo_runs_the_whole_main_job_on_the_shipped_samples():
     result, match = run_demo("--limit", "6")
     n, routed, settled, errors = map(int, match.groups())
-    assert (n, errors) == (6, 0)
-    assert settled == 5  # every fifth complaint is terminated on purpose
+    assert (n, errors) == (6 + 2, 0)  # + the two scripted clock cases (escalation, merchant-first)
+    assert settled == 5 + 1  # every fifth complaint is terminated on purpose; the merchant settles first
+    assert "时钟 response：已上报" in result.stdout and "先行和解成功" in result.stdout
     assert routed >= 5
     assert result.returncode == 0
     # the transcript of the first complaint is readable: each party's words and the bot's answers
@@ -54,7 +55,7 @@ def test_demo_on_real_complaint_texts():
     _, match = run_demo("--complaints", str(SHARED / "data" / "complaints" / "complaints.csv"), "--limit", "25")
     n, routed, settled, errors = map(int, match.groups())
     # Some real texts are answered or referred instead of mediated; every mediated one ends.
-    assert n == 25 and errors == 0 and settled >= 15
+    assert n == 25 + 2 and errors == 0 and settled >= 15
 
 
 def test_demo_rejects_a_csv_without_text_column(tmp_path):

@@ -277,21 +277,15 @@ CONTACT = "oHualianContact"
 
 
 @pytest.fixture
-def hualian(services, wechat):
+def hualian(services, wechat, tmp_path):
     """华联 registered from the CLI (`merchant import`), its contact bound with `绑定 <code>`."""
     from bot.cli import main
 
-    folder = REPO / "tests" / ".merchant-cli"
-    folder.mkdir(exist_ok=True)
-    csv_path, config_path = folder / "merchants.csv", folder / "config.yaml"
+    csv_path, config_path = tmp_path / "merchants.csv", tmp_path / "config.yaml"
     csv_path.write_text("name,kind,aliases,contact\n淄博华联超市有限公司临淄店,station,华联|华联超市,刘店长\n", "utf-8")
     config_path.write_text(yaml.safe_dump({"redis": {"url": services.redis.url}}), "utf-8")
-    try:  # the CLI talks to the same Redis as the test (REDIS_URL, if set, wins as in production)
-        assert main(["merchant", "import", str(csv_path), "--config", str(config_path)]) == 0
-    finally:
-        csv_path.unlink()
-        config_path.unlink()
-        folder.rmdir()
+    # The CLI talks to the same Redis as the test (REDIS_URL, if set, wins as in production).
+    assert main(["merchant", "import", str(csv_path), "--config", str(config_path)]) == 0
     from storage.merchants import MerchantStore
     record = MerchantStore(services.redis.data, services.keys).all()[0]
     assert "联系人" in wechat.text(CONTACT, f"绑定 {record.bind_code}").content
