@@ -159,12 +159,13 @@ class Outbound:
             self.queue.enqueue_many([self._flush_job(incoming.openid)])
         return len(deliveries)
 
-    def enqueue_all(self, messages: Iterable[Outgoing]) -> int:
-        """Queue messages that no incoming message caused (sweeps, replays)."""
+    def enqueue_all(self, messages: Iterable[Outgoing], pipeline: Any = None) -> int:
+        """Queue messages that no incoming message caused (dashboard actions, clocks, replays);
+        with ``pipeline`` they join the caller's transaction."""
         now = self.clock()
         jobs = [self._deliver_job(m, now) for m in messages if m.to]
         if jobs:
-            self.queue.enqueue_many(jobs)
+            self.queue.enqueue_many(jobs, pipeline=pipeline)
         return len(jobs)
 
     # --- dead letters (staff: python -m bot outbox) ------------------------------------------

@@ -116,7 +116,8 @@ def handle(services, incoming: Incoming) -> str:
         log.info("duplicate delivery %s", fingerprint)
         return "" if cached == PENDING else cached
     ctx = Context(store=services.store, router=services.router, directory=services.directory,
-                  config=services.config, clock=services.clock, staff=services.staff, audit=services.audit)
+                  config=services.config, clock=services.clock, staff=services.staff, audit=services.audit,
+                  clocks=services.clocks)
     try:
         reply = dispatch(ctx, incoming) or ""
     except Exception:

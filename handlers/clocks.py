@@ -123,10 +123,7 @@ def run_clock(services: Any, no: str, kind: str, due: float) -> str:
             ctx.audit.record(ticket.no, ACTOR, f"clock:{kind}", f"{spec.label}：{result}", pipeline=pipe,
                              name=ACTOR_NAME)
             # The messages go into the same MULTI/EXEC as the mark: fired means told.
-            now = ctx.now()
-            jobs = [services.outbound._deliver_job(m, now) for m in ctx.outbox if m.to]
-            if jobs:
-                services.outbound.queue.enqueue_many(jobs, pipeline=pipe)
+            services.outbound.enqueue_all(ctx.outbox, pipeline=pipe)
     return result
 
 

@@ -21,6 +21,7 @@ from handlers import followup, merchant_first, texts
 from handlers import clocks as ticket_clocks
 from handlers.base import Context, Incoming
 from handlers.common import RATING_PROMPT, clock_text, relay, ticket_line, ticket_session, vote
+from handlers.trail import audited_session
 
 QUERY_WORDS = {"查询", "进度", "我的投诉", "查进度", "工单"}
 HELP_WORDS = {"帮助", "help", "?", "？", "你好", "您好"}
@@ -339,7 +340,8 @@ def _on_ticket(ctx: Context, msg: Incoming, no: str) -> str | None:
     """The consumer has an active ticket; what their message means depends on its state.
     None means the ticket is finished and the message starts something new."""
     text = msg.text.strip() if msg.kind != "location" else f"[位置] {msg.text.strip()}"
-    with ticket_session(ctx, no) as (ticket, pipe):
+    # Audited: the consumer's own 同意 or rating changes the ticket's state.
+    with audited_session(ctx, no, "consumer", "消费者") as (ticket, pipe):
         if ticket.consumer != msg.openid or ticket.state == "closed":
             user = ctx.store.load_user(msg.openid)
             rest = [n for n in _also(user) if n != no]

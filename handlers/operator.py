@@ -331,9 +331,16 @@ def take_command(ctx: Context, staff: StaffRecord, no: str) -> str:
         if staff.openid:
             ctx.store.save_user(staff.openid, {"mediating": ticket.no}, pipeline=pipe)
         ctx.store.append_transcript(ticket.no, "system", f"{staff.name}受理", pipeline=pipe, event="accepted")
-        ctx.send(ticket.consumer,
-                 f"您的工单 {ticket.no} 已由【{ctx.directory.unit_name(ticket.unit)}】受理，调解员正在联系商家。",
-                 kind="notice", ticket=ticket.no)
+        unit_name = ctx.directory.unit_name(ticket.unit)
+        if ticket.kind == "report":  # a report is checked, never mediated: no word of the merchant
+            notice = f"您的举报 {ticket.no} 已由【{unit_name}】受理，核查结果将依法告知。"
+        elif ticket.kind == "consult":
+            notice = f"您的咨询 {ticket.no} 已由【{unit_name}】受理，工作人员会尽快答复。"
+        else:
+            notice = f"您的工单 {ticket.no} 已由【{unit_name}】受理，调解员正在联系商家。"
+        ctx.send(ticket.consumer, notice, kind="notice", ticket=ticket.no)
+    if ticket.kind != "complaint":
+        return f"已受理 {no}。"
     return f"已受理 {no}。用 /invite {no} 生成商家邀请码。"
 
 

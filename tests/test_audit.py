@@ -116,3 +116,15 @@ def test_the_merchant_sees_only_what_mediation_needs(wechat, services, people):
         assert secret not in joined
     ticket = Ticket(no="LZ-1", consumer=CONSUMER, facts="x", demand="退款，电话13800001234", phone="13800001234")
     assert "13800001234" not in brief_for_merchant(ticket)
+
+
+def test_the_consumers_own_state_changes_are_in_the_timeline(wechat, services):
+    from tests.test_main_path import FOOD_STAFF, file_complaint
+
+    no = file_complaint(wechat)
+    wechat.text(FOOD_STAFF, f"/take {no}")
+    wechat.text(FOOD_STAFF, f"/close {no} 3")
+    wechat.text(CONSUMER, "4")  # the rating closes the ticket: the consumer changed its state
+    entries = [(e["actor"], e["action"], e["detail"]) for e in services.audit.timeline(no)]
+    assert entries[0][:2] == ("consumer", "created")
+    assert ("consumer", "state", "terminated → closed") in entries

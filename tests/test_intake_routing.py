@@ -100,7 +100,10 @@ def test_report_is_checked_not_mediated(wechat, services, deliver):
     notice = next(text for to, text in sent if ticket.no in text and "/take" in text)
     assert "【举报】" in notice and "不邀请商家" in notice
     # staff take it; inviting the merchant is refused: the reporter never meets the merchant
-    assert "已受理" in wechat.text(INTAKE_STAFF, f"/take {ticket.no}").content
+    taken = wechat.text(INTAKE_STAFF, f"/take {ticket.no}").content
+    assert "已受理" in taken and "/invite" not in taken
+    told = [text for to, text in deliver() if to == CONSUMER and ticket.no in text]
+    assert told and all("商家" not in text for text in told)  # the reporter hears of no merchant contact
     refused = wechat.text(INTAKE_STAFF, f"/invite {ticket.no}").content
     assert "举报和咨询工单不进行调解" in refused
     assert services.store.load_ticket(ticket.no).invite_code == ""
