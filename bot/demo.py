@@ -82,14 +82,7 @@ class Demo:
         consumer, merchant = f"oDemoConsumer{index:05d}", f"oDemoMerchant{index:05d}"
         out.parties = {"consumer": consumer, "merchant": merchant}
 
-        def say(who: str, openid: str, content: str) -> str:
-            out.lines.append(f"  {who} ▶ {content}")
-            reply = self.wechat.text(openid, content)
-            if reply.status != 200:
-                raise RuntimeError(f"HTTP {reply.status} for {who}: {reply.body[:80]}")
-            if reply.content:
-                out.lines.append(f"      ◀ 公众号：{reply.content}".replace("\n", "\n      "))
-            return reply.content
+        say = self._sayer(out)
 
         # 1. intake: answer only what the bot asks, until it shows the summary
         reply = say("消费者", consumer, text)

@@ -27,7 +27,7 @@ import yaml
 
 from bot.app import build_services, create_app
 from bot.crypto import EdgeCrypto, KeyCrypto
-from bot.simulator import WeChatSimulator, cdata, event_xml, flask_transport, http_transport, sign, text_xml
+from bot.simulator import WeChatSimulator, cdata, flask_transport, http_transport, sign
 from tests.conftest import CONSUMER, MERCHANT, REPO, STAFF, test_config
 from tests.test_webhook import (VC_APPID, VC_ENCRYPT, VC_KEY, VC_MSG_SIGNATURE, VC_NONCE, VC_SIGNATURE,
                                 VC_TIMESTAMP, VC_TOKEN)

@@ -75,3 +75,19 @@ def test_first_message_fills_what_it_already_says(text, merchant, demand, phone)
 ])
 def test_phone_normalisation(raw, ok):
     assert intake.normalise_phone(raw) == ok
+
+
+def test_flows_never_import_flask_redis_or_the_service():
+    """flows/ is pure (STYLE.md): state machines and rules, testable without a server."""
+    import ast
+    from pathlib import Path
+
+    forbidden = {"flask", "redis", "rq", "wechatpy", "requests", "bot", "handlers", "storage", "werkzeug"}
+    for path in (Path(__file__).resolve().parents[1] / "flows").glob("*.py"):
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                imported.add((node.module or "").split(".")[0])
+        assert not imported & forbidden, f"{path.name} imports {imported & forbidden}"
