@@ -26,7 +26,8 @@ COMMAND_MODULES = [run, outbox, staff, merchant, triage]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description="不见面调解 WeChat bot")
-    parser.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default), ERROR")
+    parser.add_argument("--log-level", default="WARNING", type=str.upper,
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], help="default: WARNING")
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", help="YAML config (default: $BOT_CONFIG)")
@@ -40,3 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a missing CSV, a port already taken: say so, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+

@@ -74,8 +74,13 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
                 loaded = yaml.safe_load(fh) or {}
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
+        for section, value in loaded.items():
+            if isinstance(config.get(section), dict) and not isinstance(value, dict):
+                raise ConfigError(f"{path}: `{section}` must be a mapping of keys, not {type(value).__name__}")
         _merge(config, loaded)
         config["_path"] = str(path)
     if not config["routing"].get("categories"):
@@ -99,7 +104,29 @@ def _shipped_example() -> dict:
         return yaml.safe_load(fh)
 
 
+def _check_types(config: dict, example: dict, where: str = "") -> None:
+    """Every number and list of numbers the shipped example has must be one here too: a typo
+    such as `response_hours: abc` is refused at start-up, not at a consumer's 确认."""
+    for key, sample in example.items():
+        if key not in config or key in ("units", "routing", "places", "faq", "referrals"):
+            continue
+        value, name = config[key], f"{where}{key}"
+        if isinstance(sample, dict) and isinstance(value, dict):
+            _check_types(value, sample, name + ".")
+        elif isinstance(sample, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name} must be true or false, not {value!r}")
+        elif isinstance(sample, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"{name} must be a number of zero or more, not {value!r}")
+        elif isinstance(sample, list) and sample and all(isinstance(v, (int, float)) for v in sample):
+            if not isinstance(value, list) or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+                raise ConfigError(f"{name} must be a list of numbers, not {value!r}")
+
+
 def _validate(config: dict) -> None:
+    _check_types(config, _shipped_example())
     unit_ids = {u.get("id") for u in config["units"]}
     for category in config["routing"].get("categories", []):
         if category.get("unit") not in unit_ids and unit_ids:

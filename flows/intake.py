@@ -275,7 +275,8 @@ def answer_text(draft: IntakeDraft, text: str, hooks: Hooks | None = None) -> In
             extract(draft, text)
             _assess(draft, hooks)
     elif state == "merchant":
-        if len(text) < 2:
+        named = re.sub(r"[^\w]", "", text)  # letters, digits, CJK
+        if len(named) < 2 or text in DONE_WORDS | CONFIRM_WORDS:
             draft.error = "请写出商家的名称。"
         else:
             draft.merchant = text

@@ -210,7 +210,8 @@ def bind(ctx: Context, openid: str, code: str) -> str:
         return "绑定码无效、已使用或已过期，请向管理员核对。"
     ctx.audit.record(None, record.id, "bind", "绑定微信", name=record.name)
     log.info("staff %s %s bound a WeChat account", record.id, record.name)
-    return (f"绑定成功！{record.name}，您是{ctx.directory.unit_name(record.unit)}的{role_name(record.role)}。\n"
+    unit = f"{ctx.directory.unit_name(record.unit)}的" if record.unit else ""  # mobile team, leaders: no unit
+    return (f"绑定成功！{record.name}，您是{unit}{role_name(record.role)}。\n"
             "发送 /help 查看您可用的命令。")
 
 

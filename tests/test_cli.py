@@ -114,6 +114,10 @@ def test_environment_overrides_the_file(tmp_path, monkeypatch):
 @pytest.mark.parametrize("text,needle", [
     ("wechat:\n  encoding_aes_key: short\n", "43"),
     ("- just\n- a list\n", "mapping"),
+    ("tickets: {response_hours: abc}\n", "tickets.response_hours must be a number"),
+    ("redis: [1, 2]\n", "`redis` must be a mapping"),
+    ("delivery: {retry_intervals: nope}\n", "delivery.retry_intervals must be a list of numbers"),
+    (": : :\n", "not valid YAML"),
 ])
 def test_bad_config_is_a_clear_error(tmp_path, text, needle):
     path = tmp_path / "c.yaml"
@@ -139,3 +143,15 @@ def test_embedded_redis_keeps_files_under_the_data_dir_with_appendonly(tmp_path)
         other.close()
     finally:
         handle.close()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--log-level", "LOUD", "demo"], "invalid choice"),
+    (["serve", "--port", "99999"], "a port is 0-65535"),
+    (["demo", "--limit", "-1"], "zero or more"),
+    (["demo", "--complaints", "/no/such.csv"], "No such file"),
+])
+def test_bad_command_lines_get_a_message_not_a_traceback(args, needle):
+    result = subprocess.run([sys.executable, "-m", "bot", *args], cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode != 0 and needle in result.stderr and "Traceback" not in result.stderr

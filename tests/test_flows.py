@@ -69,6 +69,14 @@ def test_first_message_fills_what_it_already_says(text, merchant, demand, phone)
     assert (draft.merchant, draft.demand, draft.phone) == (merchant, demand, phone)
 
 
+@pytest.mark.parametrize("answer", ["完成", "好", "确认", "。。", "x"])
+def test_a_keyword_or_junk_is_not_taken_as_the_merchant(answer):
+    draft = intake.start("买的牛奶过期了，喝了肚子疼")
+    assert draft.state == "merchant"
+    reply = intake.answer_text(draft, answer)
+    assert draft.merchant == "" and "商家的名称" in reply.text
+
+
 @pytest.mark.parametrize("raw,ok", [
     ("13800001234", "13800001234"), ("138 0000 1234", "13800001234"), ("+86 138-0000-1234", "13800001234"),
     ("1380000123", ""), ("23800001234", ""), ("电话", ""),

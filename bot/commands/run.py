@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from bot.commands import count, port
 from bot.config import load_config
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
     demo = sub.add_parser("demo", help="run the main job end to end on local parts")
     demo.add_argument("--complaints", help="CSV with a `text` column (default: samples/complaints.csv)")
-    demo.add_argument("--limit", type=int, default=0, help="only the first N complaints")
+    demo.add_argument("--limit", type=count, default=0, help="only the first N complaints")
     demo.add_argument("--verbose", action="store_true", help="print every conversation, not only the first")
     demo.add_argument("--data-dir", help="where the embedded Redis keeps its files (default: a temp folder)")
     demo.add_argument("--safe-mode", action="store_true", help="encrypt every push (AES safe mode)")
@@ -18,8 +19,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
     serve = sub.add_parser("serve", parents=[common], help="run the webhook under gunicorn")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--workers", type=int, default=2)
+    serve.add_argument("--port", type=port, default=8080)
+    serve.add_argument("--workers", type=count, default=2)
     serve.set_defaults(func=serve_command)
 
     worker = sub.add_parser("worker", parents=[common], help="run the worker: outbound delivery and ticket clocks (RQ)")
@@ -27,7 +28,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     worker.set_defaults(func=worker_command)
 
     standin = sub.add_parser("standin", help="serve the local WeChat API stand-in")
-    standin.add_argument("--port", type=int, default=8081)
+    standin.add_argument("--port", type=port, default=8081)
+    standin.add_argument("--appid", default="wxdemo", help="the appid it accepts (must match wechat.appid)")
+    standin.add_argument("--secret", default="demosecret", help="the secret it accepts (must match wechat.secret)")
     standin.set_defaults(func=standin_command)
 
 
@@ -41,7 +44,7 @@ def demo_command(args: argparse.Namespace) -> int:
 def standin_command(args: argparse.Namespace) -> int:
     from bot.standin import main as standin_main
 
-    return standin_main(["--port", str(args.port)]) or 0
+    return standin_main(["--port", str(args.port), "--appid", args.appid, "--secret", args.secret]) or 0
 
 
 def serve_command(args: argparse.Namespace) -> int:
