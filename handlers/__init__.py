@@ -70,6 +70,8 @@ def _route(ctx: Context, msg: Incoming) -> str | None:
         return handler(ctx, msg) if handler else None
 
     text = msg.text.strip() if msg.kind == "text" else ""
+    if msg.kind == "text" and text in ("绑定", "綁定"):  # the code is missing: say so, start nothing
+        return "请在“绑定”后面加上管理员给您的绑定码，例如：绑定 12345678"
     bind_code = operator.bind_code_in(text)
     if bind_code:
         # A merchant contact's code (issue 5) first: it is a plain lookup; a staff code counts failures.

@@ -70,6 +70,8 @@ class MerchantStore:
         name = (name or "").strip()
         if not name:
             raise ValueError("商家名称不能为空。")
+        if any(m.name == name for m in self.all()):  # names are how staff and the CLI find them
+            raise ValueError(f"商家“{name}”已登记。")
         if kind not in KINDS:
             raise ValueError(f"未知类型 {kind}；可选：{'、'.join(f'{k}（{v}）' for k, v in KINDS.items())}。")
         merchant_id = f"M{self.r.incr(self.keys.merchant_seq()):03d}"

@@ -326,3 +326,14 @@ def test_a_declined_offer_or_the_window_end_hands_the_ticket_to_the_unit(wechat,
     # The unit's 24 hours start at the hand-over: 20 h later the reminder, 24 h later escalation.
     advance(services, 24)
     assert services.store.load_ticket(silent).escalated == "mobile"
+
+
+def test_a_merchant_name_is_registered_once(services, redis_data):
+    import pytest
+
+    from storage.merchants import MerchantStore
+
+    merchants = MerchantStore(services.redis.data, services.keys)
+    merchants.add("淄博银座商城有限公司", "station")
+    with pytest.raises(ValueError, match="已登记"):
+        merchants.add("淄博银座商城有限公司", "station")

@@ -220,3 +220,9 @@ def test_store_needs_no_flask_or_webhook(redis_data):
     record, _ = store.add("李明", "food_business", "unit")
     assert redis_data.exists(f"t4:staff:{record.id}")
     assert store.by_openid(CONSUMER) is None
+
+
+def test_bind_without_a_code_says_what_is_missing_and_starts_nothing(wechat, services):
+    reply = wechat.text("oNobody01", "绑定")
+    assert "绑定码" in reply.content
+    assert "intake" not in services.store.load_user("oNobody01")
