@@ -116,7 +116,7 @@ itself before the bureau's unit takes over. The 12315 ODR rule allows 10 working
 24-hour promise is why the default is one day."""
 
 ACCEPTANCE_WORKDAYS = 7
-"""受理 decided within 7 working days of receipt (暂行办法 第十四条, 消保法 第四十六条)."""
+"""受理 decided within 7 working days of receipt (消保法 第四十六条; kept by 第121号令, article number not verified)."""
 
 MEDIATION_DAYS = 60
 """Mediation ends within 60 calendar days of 受理, else 终止调解 reason 五 (办法 第二十三条)."""

@@ -228,7 +228,7 @@ def acceptance_missed(ctx: Context, ticket: Ticket, pipe: Any) -> str:
     _overdue(ticket, "acceptance")
     n = tell(ctx, unit_staff(ctx, ticket) + leaders(ctx, ticket),
              f"【法定时限】工单 {ticket.no} 自收到之日起已满 {_setting(ctx, 'acceptance_workdays')} 个工作日仍未决定是否受理"
-             f"（暂行办法第十四条），请立即处理。", ticket, kind="deadline")
+             f"（《市场监督管理投诉举报处理办法》规定7个工作日内决定），请立即处理。", ticket, kind="deadline")
     ctx.store.append_transcript(ticket.no, "system", "受理期限已届满", pipeline=pipe, event="overdue")
     return f"通知 {n} 人"
 
