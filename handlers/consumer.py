@@ -56,12 +56,13 @@ def handle(ctx: Context, msg: Incoming) -> str | None:
     if msg.kind not in ("text", "image", "location"):
         return texts.UNSUPPORTED
 
-    lock = ctx.store.user_lock(msg.openid)
-    if not lock.acquire():
+    # Lock and read in one round trip, the same lock as tickets use: three quick answers
+    # must land in three slots, in order, so the read happens only once the lock is ours.
+    lock_key = ctx.store.keys.user_lock(msg.openid)
+    token, user = ctx.store.lock_and_read(lock_key, ctx.store.keys.user(msg.openid))
+    if token is None:
         return texts.BUSY
     try:
-        # Read after the lock: three quick answers must land in three slots, in order.
-        user = ctx.store.load_user(msg.openid)
         if user.get("intake") and _intake_expired(ctx, user):
             ctx.store.save_user(msg.openid, {"intake": "", "intake_at": ""})
             notice = texts.INTAKE_EXPIRED.format(hours=_expire_hours(ctx))
@@ -88,10 +89,7 @@ def handle(ctx: Context, msg: Incoming) -> str | None:
             return texts.TEXT_FIRST
         return _start_intake(ctx, msg)
     finally:
-        try:
-            lock.release()
-        except Exception:  # noqa: BLE001 - an expired lock must not turn a reply into a 500
-            pass
+        ctx.store.release(lock_key, token)  # only if still ours: an expired lock is left alone
 
 
 def _expire_hours(ctx: Context) -> float:

@@ -73,10 +73,6 @@ class Store:
         if drop:
             target.hdel(self.keys.user(openid), *drop)
 
-    def user_lock(self, openid: str) -> redis.lock.Lock:
-        return self.r.lock(self.keys.user_lock(openid), timeout=defaults.LOCK_TIMEOUT_SECONDS,
-                           blocking_timeout=defaults.LOCK_WAIT_SECONDS)
-
     # --- one round trip locks -----------------------------------------------------------------
     def lock_and_read(self, lock_key: str, hash_key: str, timeout: float = defaults.LOCK_TIMEOUT_SECONDS,
                       wait: float = defaults.LOCK_WAIT_SECONDS) -> tuple[str | None, dict[str, str]]:
@@ -100,10 +96,6 @@ class Store:
         (pipeline if pipeline is not None else self.r).eval(RELEASE, 1, lock_key, token)
 
     # --- tickets -----------------------------------------------------------------------------
-    def ticket_lock(self, no: str) -> redis.lock.Lock:
-        return self.r.lock(self.keys.ticket_lock(no), timeout=defaults.LOCK_TIMEOUT_SECONDS,
-                           blocking_timeout=defaults.LOCK_WAIT_SECONDS)
-
     def next_ticket_no(self, prefix: str) -> str:
         day = datetime.fromtimestamp(self.clock(), CHINA).strftime("%Y%m%d")
         key = self.keys.ticket_seq(day)
